@@ -1,0 +1,401 @@
+package core
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidemq/tide/core/event"
+	"github.com/tidemq/tide/core/packet"
+)
+
+// client is one network connection. Its reader goroutine (serve) decodes and
+// handles packets; its writer goroutine (writeLoop) drains the outbound
+// queue. The session outlives it.
+type client struct {
+	srv  *Server
+	conn net.Conn
+	ln   *listenerState
+	log  *slog.Logger
+
+	reader *packet.Reader
+	out    *outQueue
+
+	// Set during CONNECT, read-only afterwards.
+	id          string
+	version     byte
+	keepAlive   time.Duration
+	cleanStart  bool
+	info        *event.Client
+	sess        *session
+	window      int    // outbound in-flight window
+	maxOut      uint32 // largest packet the client accepts (0: no limit)
+	connectedAt time.Time
+	connExpiry  uint32 // session expiry interval asked in CONNECT (v5)
+
+	// Reader goroutine state.
+	aliases   map[uint16]string
+	connected bool
+	will      *Message
+	willDelay uint32
+
+	closed     chan struct{}
+	writerDone chan struct{}
+	// done is closed when finish has released the session.
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	// takenOver is set when another connection took the session.
+	takenOver atomic.Bool
+	// graceful: the client sent DISCONNECT.
+	graceful   bool
+	disconnect packet.ReasonCode
+	sentDisc   atomic.Bool
+}
+
+func newClient(s *Server, conn net.Conn, ln *listenerState) *client {
+	c := &client{
+		srv:        s,
+		conn:       conn,
+		ln:         ln,
+		out:        newOutQueue(),
+		closed:     make(chan struct{}),
+		writerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	c.reader = packet.NewReader(conn)
+	c.reader.MaxSize = s.opts.MaxPacketSize
+	c.log = s.log.With("remote", conn.RemoteAddr().String(), "listener", ln.opts.Name)
+	return c
+}
+
+// closeWith starts closing the connection with err as the reason. The writer
+// flushes control packets already queued and closes the socket.
+func (c *client) closeWith(err error) {
+	c.closeOnce.Do(func() {
+		c.closeErr = err
+		_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		c.out.close()
+		close(c.closed)
+	})
+}
+
+// kick disconnects the client from another goroutine: MQTT 5 clients get a
+// DISCONNECT with code first.
+func (c *client) kick(code packet.ReasonCode, reason string) {
+	c.sendDisconnect(code, "")
+	c.closeWith(errKick{code: code, reason: reason})
+}
+
+type errKick struct {
+	code   packet.ReasonCode
+	reason string
+}
+
+func (e errKick) Error() string { return e.reason }
+
+// sendDisconnect queues a DISCONNECT for MQTT 5 clients once connected
+// [MQTT-4.13.1-1] (before CONNACK, a CONNACK carries the error instead).
+func (c *client) sendDisconnect(code packet.ReasonCode, reason string) {
+	if c.version != packet.V5 || !c.connected || c.sentDisc.Swap(true) {
+		return
+	}
+	d := &packet.Disconnect{ReasonCode: code}
+	d.Props.ReasonString = reason
+	c.out.mu.Lock()
+	closed := c.out.closed
+	if !closed {
+		c.out.items = append(c.out.items, outItem{buf: d.Append(nil, packet.V5)})
+	}
+	c.out.mu.Unlock()
+	select {
+	case c.out.signal <- struct{}{}:
+	default:
+	}
+}
+
+// sendControl queues a control packet (acks, CONNACK, SUBACK, PINGRESP).
+func (c *client) sendControl(p packet.Packet) {
+	c.out.push(outItem{buf: p.Append(nil, c.version)}, 0)
+}
+
+// sendMessage queues a PUBLISH for delivery d. enc is a shared encoding for
+// this client's protocol level, QoS and retain flag, or nil to encode here.
+// It returns false when the message is larger than the client accepts.
+func (c *client) sendMessage(d delivery, enc []byte, pid uint16) bool {
+	if enc == nil {
+		enc = encodeDelivery(d, c.version, false, time.Now())
+	}
+	if c.maxOut > 0 && uint32(len(enc)) > c.maxOut {
+		c.srv.stats.DroppedTooLarge.Add(1)
+		c.srv.logDrop("larger than the subscriber's maximum packet size", c.id, d.msg.Topic)
+		return false
+	}
+	it := outItem{buf: enc, qos0: d.qos == 0, qos: d.qos}
+	if d.qos > 0 {
+		it.pid = pid
+		it.pidOff = int32(packet.PacketIDOffset(enc))
+	}
+	if !c.out.push(it, c.srv.opts.MaxQueuedQoS0) {
+		c.srv.stats.DroppedQoS0Full.Add(1)
+		c.srv.logDrop("client QoS 0 queue full (max_queued_qos0)", c.id, d.msg.Topic)
+		return true
+	}
+	if c.srv.bus.Wants(event.Deliver) {
+		c.srv.bus.Emit(&event.Event{Kind: event.Deliver, Time: time.Now(), Client: c.info, Message: d.msg.eventMessage()})
+	}
+	return true
+}
+
+// resendMessage re-sends an in-flight QoS 1/2 message with DUP set.
+func (c *client) resendMessage(m *inflightMsg) bool {
+	enc := encodeDelivery(m.delivery, c.version, true, time.Now())
+	if c.maxOut > 0 && uint32(len(enc)) > c.maxOut {
+		c.srv.stats.DroppedTooLarge.Add(1)
+		return false
+	}
+	c.out.push(outItem{buf: enc, pid: m.pid, pidOff: int32(packet.PacketIDOffset(enc)), qos: m.qos}, 0)
+	return true
+}
+
+// encodeDelivery encodes d's PUBLISH with packet identifier 0 (patched later).
+func encodeDelivery(d delivery, v byte, dup bool, now time.Time) []byte {
+	p := packet.Publish{Dup: dup, QoS: d.qos, Retain: d.retain, Topic: d.msg.Topic, Payload: d.msg.Payload}
+	if v == packet.V5 {
+		p.Props = d.msg.forwardProps(now, d.subIDs)
+	}
+	return p.Append(make([]byte, 0, p.Size(v)), v)
+}
+
+// serve runs the connection: CONNECT, then packets until the end.
+func (c *client) serve() {
+	s := c.srv
+	s.addClient(c)
+	go c.writeLoop()
+	err := c.run()
+	c.closeWith(err)
+	<-c.writerDone
+	c.conn.Close()
+	c.finish(err)
+	s.removeClient(c)
+	c.ln.conns.Add(-1)
+}
+
+func (c *client) run() error {
+	s := c.srv
+	_ = c.conn.SetReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
+	header, body, size, err := c.reader.ReadRaw()
+	s.stats.BytesReceived.Add(uint64(size))
+	if err != nil {
+		if perr, ok := err.(*packet.Error); ok && perr.Code == packet.PacketTooLarge && header>>4 == byte(packet.CONNECT) {
+			// The level is unknown until the body is read: answer in 3.1.1 form.
+			c.version = packet.V311
+			c.sendControl(&packet.Connack{ReasonCode: packet.ServerUnavailable})
+		}
+		return errNoConnect{err}
+	}
+	if packet.Type(header>>4) != packet.CONNECT { // [MQTT-3.1.0-1]
+		return errNoConnect{fmt.Errorf("first packet is %s, not CONNECT", packet.Type(header>>4))}
+	}
+	p, err := packet.Decode(header, body, 0)
+	if err != nil {
+		c.refuseMalformedConnect(body, err)
+		return err
+	}
+	cp := p.(*packet.Connect)
+	c.reader.Version = cp.ProtocolLevel
+	c.version = cp.ProtocolLevel
+	if err := c.handleConnect(cp); err != nil {
+		return err
+	}
+	return c.readLoop()
+}
+
+type errNoConnect struct{ err error }
+
+func (e errNoConnect) Error() string { return "before CONNECT: " + e.err.Error() }
+
+// refuseMalformedConnect answers a CONNECT that failed to decode with a
+// CONNACK in the client's own format where the protocol could be read.
+func (c *client) refuseMalformedConnect(body []byte, err error) {
+	code := packet.CodeOf(err)
+	name, level := peekProtocol(body)
+	switch {
+	case code == packet.UnsupportedProtocolVersion:
+		// [MQTT-3.1.2-2]: 3.1.1 return code 1, or 0x84 for a 5.0 client.
+		c.version = packet.V311
+		if level == packet.V5 {
+			c.version = packet.V5
+		}
+		c.sendControl(&packet.Connack{ReasonCode: packet.UnsupportedProtocolVersion})
+	case name == "MQTT" && level == packet.V5:
+		// A malformed 5.0 CONNECT gets CONNACK with the reason [MQTT-4.13.1-1].
+		c.version = packet.V5
+		c.sendControl(&packet.Connack{ReasonCode: code})
+	}
+	// 3.1/3.1.1: close without answering [MQTT-3.1.4-1].
+}
+
+// peekProtocol returns the protocol name and level of a CONNECT body.
+func peekProtocol(body []byte) (string, byte) {
+	if len(body) < 2 {
+		return "", 0
+	}
+	n := int(body[0])<<8 | int(body[1])
+	if len(body) < 2+n+1 {
+		return "", 0
+	}
+	return string(body[2 : 2+n]), body[2+n]
+}
+
+// readLoop handles packets after CONNECT until an error or DISCONNECT.
+func (c *client) readLoop() error {
+	s := c.srv
+	for {
+		if c.keepAlive > 0 {
+			_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		} else {
+			_ = c.conn.SetReadDeadline(time.Time{})
+		}
+		p, size, err := c.reader.ReadPacket()
+		s.stats.BytesReceived.Add(uint64(size))
+		if err != nil {
+			return c.readError(err)
+		}
+		if err := c.handle(p); err != nil {
+			if err == errDisconnected {
+				return nil
+			}
+			return c.protocolError(err)
+		}
+	}
+}
+
+var errDisconnected = errors.New("client sent DISCONNECT")
+
+// errKeepAlive is the reason for closing a silent client.
+var errKeepAlive = errors.New("keep alive timeout")
+
+func (c *client) readError(err error) error {
+	var perr *packet.Error
+	switch {
+	case errors.As(err, &perr):
+		return c.protocolError(err)
+	case isTimeout(err):
+		select {
+		case <-c.closed:
+			return err
+		default:
+		}
+		c.sendDisconnect(packet.KeepAliveTimeout, "")
+		return errKeepAlive
+	case err == io.EOF:
+		return errors.New("connection closed by client without DISCONNECT")
+	}
+	return err
+}
+
+// protocolError reports err to an MQTT 5 client with DISCONNECT and its
+// reason code [MQTT-4.13.1-1], and returns it as the reason to close.
+func (c *client) protocolError(err error) error {
+	code := packet.CodeOf(err)
+	if code < 0x80 {
+		code = packet.UnspecifiedError
+	}
+	msg := ""
+	if pe, ok := err.(*packet.Error); ok {
+		msg = pe.Msg
+	}
+	c.sendDisconnect(code, msg)
+	return err
+}
+
+func (c *client) handle(p packet.Packet) error {
+	switch p := p.(type) {
+	case *packet.Publish:
+		return c.handlePublish(p)
+	case *packet.Ack:
+		return c.handleAck(p)
+	case *packet.Subscribe:
+		return c.handleSubscribe(p)
+	case *packet.Unsubscribe:
+		return c.handleUnsubscribe(p)
+	case *packet.Pingreq:
+		c.sendControl(&packet.Pingresp{})
+		return nil
+	case *packet.Disconnect:
+		return c.handleDisconnect(p)
+	case *packet.Connect:
+		return &packet.Error{Code: packet.ProtocolError, Msg: "second CONNECT"} // [MQTT-3.1.0-2]
+	case *packet.Auth:
+		// No extended authentication method was agreed in CONNECT [MQTT-4.12.0-1].
+		return &packet.Error{Code: packet.ProtocolError, Msg: "AUTH without an authentication method"}
+	default:
+		// CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only.
+		return &packet.Error{Code: packet.ProtocolError, Msg: fmt.Sprintf("%s sent by a client", p.Type())}
+	}
+}
+
+func (c *client) handleAck(a *packet.Ack) error {
+	switch a.Kind {
+	case packet.PUBREL:
+		ack := &packet.Ack{Kind: packet.PUBCOMP, PacketID: a.PacketID}
+		if !c.sess.releaseInbound(a.PacketID) {
+			ack.ReasonCode = packet.PacketIdentifierNotFound
+		}
+		c.sendControl(ack)
+		return nil
+	default:
+		if !c.sess.acked(a.Kind, a.PacketID, a.ReasonCode) {
+			if a.Kind == packet.PUBREC {
+				c.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: a.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
+			}
+			// An unknown PUBACK/PUBCOMP (e.g. after a session was cleared) is ignored.
+		}
+		return nil
+	}
+}
+
+func (c *client) handleDisconnect(d *packet.Disconnect) error {
+	if c.version == packet.V5 {
+		if d.Props.SessionExpiry != nil {
+			if c.connExpiry == 0 && *d.Props.SessionExpiry != 0 { // [MQTT-3.14.2-2]... a protocol error
+				return &packet.Error{Code: packet.ProtocolError, Msg: "DISCONNECT sets a session expiry after CONNECT set 0"}
+			}
+			c.sess.mu.Lock()
+			c.sess.expiry = c.srv.capExpiry(*d.Props.SessionExpiry)
+			c.sess.mu.Unlock()
+		}
+		c.disconnect = d.ReasonCode
+	}
+	c.graceful = true
+	return errDisconnected
+}
+
+// tlsInfo describes the TLS side of conn, or nil.
+func tlsInfo(conn net.Conn) *event.TLS {
+	type connState interface{ ConnectionState() tls.ConnectionState }
+	tc, ok := conn.(connState)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	info := &event.TLS{}
+	if len(st.PeerCertificates) > 0 {
+		cert := st.PeerCertificates[0]
+		info.CN = cert.Subject.CommonName
+		info.SANs = append(info.SANs, cert.DNSNames...)
+		info.SANs = append(info.SANs, cert.EmailAddresses...)
+		for _, u := range cert.URIs {
+			info.SANs = append(info.SANs, u.String())
+		}
+		info.Verified = len(st.VerifiedChains) > 0
+	}
+	return info
+}

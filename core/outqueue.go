@@ -1,0 +1,194 @@
+package core
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// outItem is one packet waiting to be written. buf may be shared with other
+// clients and is never modified; when pidOff > 0 the writer patches pid in
+// its own copy.
+type outItem struct {
+	buf    []byte
+	pidOff int32
+	pid    uint16
+	qos0   bool
+	qos    byte
+}
+
+// outQueue is a client's outbound queue, drained by the client's writer
+// goroutine into one buffered write per batch, so a slow subscriber never
+// stalls the publisher that fills it.
+type outQueue struct {
+	mu     sync.Mutex
+	items  []outItem
+	nQoS0  int
+	closed bool
+	signal chan struct{}
+}
+
+func newOutQueue() *outQueue {
+	return &outQueue{signal: make(chan struct{}, 1)}
+}
+
+// push appends an item; for QoS 0 messages it refuses beyond max.
+func (q *outQueue) push(it outItem, maxQoS0 int) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return true // the connection is going away; nothing to count here
+	}
+	if it.qos0 {
+		if q.nQoS0 >= maxQoS0 {
+			q.mu.Unlock()
+			return false
+		}
+		q.nQoS0++
+	}
+	wake := len(q.items) == 0
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	if wake {
+		select {
+		case q.signal <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// take swaps the queued items into spare and returns them.
+func (q *outQueue) take(spare []outItem) []outItem {
+	q.mu.Lock()
+	items := q.items
+	q.items = spare[:0]
+	q.nQoS0 = 0
+	q.mu.Unlock()
+	return items
+}
+
+func (q *outQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.items = nil
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *outQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+const maxWriteBatch = 64 << 10
+
+// writeLoop drains the queue until the client closes. Buffers are taken from
+// a pool per batch so an idle connection holds none.
+func (c *client) writeLoop() {
+	defer close(c.writerDone)
+	var spare []outItem
+	for {
+		select {
+		case <-c.out.signal:
+		case <-c.closed:
+			c.flushOnClose()
+			return
+		}
+		items := c.out.take(spare)
+		if len(items) == 0 {
+			spare = items
+			continue
+		}
+		bp := writeBufPool.Get().(*[]byte)
+		buf := (*bp)[:0]
+		var sent [3]uint64
+		var nmsg uint64
+		ok := true
+		for i := range items {
+			it := &items[i]
+			start := len(buf)
+			buf = append(buf, it.buf...)
+			if it.pidOff > 0 {
+				buf[start+int(it.pidOff)] = byte(it.pid >> 8)
+				buf[start+int(it.pidOff)+1] = byte(it.pid)
+			}
+			if it.buf[0]>>4 == 3 {
+				nmsg++
+				sent[it.qos]++
+			}
+			it.buf = nil
+			if len(buf) >= maxWriteBatch {
+				if !c.write(buf) {
+					ok = false
+					break
+				}
+				buf = buf[:0]
+			}
+		}
+		if ok && len(buf) > 0 {
+			ok = c.write(buf)
+		}
+		if cap(buf) <= 256<<10 {
+			*bp = buf[:0]
+			writeBufPool.Put(bp)
+		}
+		clear(items)
+		spare = items
+		if nmsg > 0 {
+			c.srv.stats.MessagesSent.Add(nmsg)
+			for q, n := range sent {
+				if n > 0 {
+					c.srv.stats.PublishSent[q].Add(n)
+				}
+			}
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+func (c *client) write(b []byte) bool {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	n, err := c.conn.Write(b)
+	c.srv.stats.BytesSent.Add(uint64(n))
+	if err != nil {
+		c.closeWith(errWrite{err})
+		return false
+	}
+	return true
+}
+
+// flushOnClose writes what is queued (a final DISCONNECT, a CONNACK that
+// refuses) with a short deadline before the connection is closed.
+func (c *client) flushOnClose() {
+	items := c.out.take(nil)
+	var buf []byte
+	for _, it := range items {
+		if it.buf[0]>>4 == 3 {
+			continue // messages are not flushed on close; QoS 1/2 stay in the session
+		}
+		buf = append(buf, it.buf...)
+	}
+	if len(buf) > 0 {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.conn.Write(buf)
+	}
+}
+
+type errWrite struct{ err error }
+
+func (e errWrite) Error() string { return "write: " + e.err.Error() }
+
+// isTimeout reports a network timeout.
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}

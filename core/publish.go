@@ -1,0 +1,353 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tidemq/tide/core/event"
+	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/topic"
+)
+
+func (c *client) handlePublish(p *packet.Publish) error {
+	s := c.srv
+	s.stats.MessagesReceived.Add(1)
+	s.stats.PublishReceived[p.QoS].Add(1)
+	name := p.Topic
+	if c.version == packet.V5 {
+		if len(p.Props.SubscriptionIDs) > 0 { // [MQTT-3.3.4-6]
+			return &packet.Error{Code: packet.ProtocolError, Msg: "PUBLISH from a client carries a subscription identifier"}
+		}
+		if a := p.Props.TopicAlias; a != nil {
+			if *a == 0 || int(*a) > s.opts.TopicAliasMaximum { // [MQTT-3.3.2-8] [MQTT-3.3.2-9]
+				return &packet.Error{Code: packet.TopicAliasInvalid, Msg: fmt.Sprintf("topic alias %d outside 1..%d", *a, s.opts.TopicAliasMaximum)}
+			}
+			if name != "" {
+				if c.aliases == nil {
+					c.aliases = map[uint16]string{}
+				}
+				c.aliases[*a] = name
+			} else if t, ok := c.aliases[*a]; ok {
+				name = t
+			} else {
+				return &packet.Error{Code: packet.ProtocolError, Msg: fmt.Sprintf("topic alias %d has no mapping", *a)}
+			}
+		}
+	}
+	if name == "" { // [MQTT-4.7.3-1]
+		code := packet.ProtocolError
+		if c.version != packet.V5 {
+			code = packet.MalformedPacket
+		}
+		return &packet.Error{Code: code, Msg: "PUBLISH with an empty topic name"}
+	}
+	if err := topic.ValidName(name); err != nil { // [MQTT-3.3.2-2]
+		return &packet.Error{Code: packet.TopicNameInvalid, Msg: err.Error()}
+	}
+	retain := p.Retain
+	if retain && !on(s.opts.RetainAvailable) {
+		if c.version == packet.V5 { // [MQTT-3.3.1-?] retain not supported
+			return &packet.Error{Code: packet.RetainNotSupported, Msg: "retained messages are not available"}
+		}
+		retain = false
+	}
+	if p.QoS == 2 {
+		sess := c.sess
+		sess.mu.Lock()
+		_, dup := sess.inQoS2[p.PacketID]
+		n := len(sess.inQoS2)
+		sess.mu.Unlock()
+		if dup {
+			// Already received and routed: acknowledge again, deliver nothing [MQTT-4.3.3-?].
+			c.sendControl(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+			return nil
+		}
+		if c.version == packet.V5 && n >= s.opts.ReceiveMaximum { // [MQTT-3.3.4-9]
+			return &packet.Error{Code: packet.ReceiveMaximumExceeded, Msg: fmt.Sprintf("more than %d QoS 2 messages unacknowledged", s.opts.ReceiveMaximum)}
+		}
+	}
+	if c.version == packet.V5 && p.Props.PayloadFormat != nil && *p.Props.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+		if p.QoS == 0 {
+			return &packet.Error{Code: packet.PayloadFormatInvalid, Msg: "payload is not valid UTF-8 but the payload format indicator says it is"}
+		}
+		c.ackPublish(p, packet.PayloadFormatInvalid, "payload is not valid UTF-8")
+		return nil
+	}
+
+	m := &Message{
+		Topic:    name,
+		Payload:  p.Payload,
+		QoS:      p.QoS,
+		Retain:   retain,
+		ClientID: c.id,
+		Username: c.info.Username,
+		Received: time.Now(),
+	}
+	if c.version == packet.V5 {
+		m.Props = messageProps(&p.Props)
+		if e := p.Props.MessageExpiry; e != nil {
+			m.Expiry = m.Received.Add(time.Duration(*e) * time.Second)
+		}
+	}
+
+	// Clients may not publish to $ topics (reserved for the broker).
+	if strings.HasPrefix(name, "$") {
+		s.stats.Denied.Add(1)
+		c.log.Info("publish denied: topics starting with $ are reserved", "topic", name)
+		c.ackPublish(p, packet.NotAuthorized, "topics starting with $ are reserved for the broker")
+		return nil
+	}
+	if g := s.publishGate; g != nil {
+		em := m.eventMessage()
+		ctx, cancel := context.WithCancel(s.ctx)
+		d := g.OnPublish(ctx, c.info, em)
+		cancel()
+		switch d.Verdict {
+		case event.Deny:
+			s.stats.Denied.Add(1)
+			why := d.Reason
+			if why == "" {
+				why = "not authorized"
+			}
+			c.log.Debug("publish denied", "topic", name, "reason", why)
+			c.ackPublish(p, packet.NotAuthorized, why)
+			return nil
+		case event.Drop:
+			s.stats.Denied.Add(1)
+			c.ackPublish(p, packet.Success, "")
+			return nil
+		case event.Allow:
+			if d.Message != nil {
+				m.applyEventMessage(d.Message)
+				if err := topic.ValidName(m.Topic); err != nil || strings.HasPrefix(m.Topic, "$") || m.QoS > 2 {
+					s.stats.Denied.Add(1)
+					c.log.Warn("publish rewritten to an invalid message: not routed", "topic", m.Topic, "qos", m.QoS)
+					c.ackPublish(p, packet.ImplementationSpecificError, "rewritten to an invalid topic")
+					return nil
+				}
+			}
+		}
+	}
+	n := s.publish(m, c)
+	code := packet.Success
+	if n == 0 {
+		code = packet.NoMatchingSubscribers
+	}
+	c.ackPublish(p, code, "")
+	return nil
+}
+
+// ackPublish sends PUBACK or PUBREC for p. MQTT 3 clients cannot be told of
+// a refusal, so they get a plain acknowledgement.
+func (c *client) ackPublish(p *packet.Publish, code packet.ReasonCode, why string) {
+	if p.QoS == 0 {
+		return
+	}
+	if c.version != packet.V5 {
+		code = packet.Success
+	}
+	ack := &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code}
+	if code.IsError() {
+		ack.Props.ReasonString = why
+	}
+	if p.QoS == 2 {
+		ack.Kind = packet.PUBREC
+		if !code.IsError() {
+			// Remember the id so a resend is not routed again and PUBREL completes.
+			c.sess.mu.Lock()
+			c.sess.inQoS2[p.PacketID] = struct{}{}
+			c.sess.mu.Unlock()
+		}
+	}
+	c.sendControl(ack)
+}
+
+// ErrInvalidTopic is returned by Publish for a topic that is not a valid
+// topic name.
+var ErrInvalidTopic = errors.New("invalid topic name")
+
+// Publish routes a message from inside the broker (an admin request, a
+// script, $SYS). Topic, Payload, QoS, Retain and Props are taken from m; it
+// returns the number of subscribers it was delivered to.
+func (s *Server) Publish(m Message) (int, error) {
+	if err := topic.ValidName(m.Topic); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrInvalidTopic, err)
+	}
+	if m.QoS > 2 {
+		return 0, fmt.Errorf("invalid QoS %d", m.QoS)
+	}
+	if m.Received.IsZero() {
+		m.Received = time.Now()
+	}
+	m.Payload = append([]byte(nil), m.Payload...)
+	return s.publish(&m, nil), nil
+}
+
+// publish stores a retained message and routes m to every matching
+// subscription. from is the publishing client (for no-local), or nil.
+func (s *Server) publish(m *Message, from *client) int {
+	if s.bus.Wants(event.Publish) {
+		if m.ID == "" {
+			m.ID = event.NewID()
+		}
+		var ci *event.Client
+		if from != nil {
+			ci = from.info
+		}
+		s.bus.Emit(&event.Event{Kind: event.Publish, Time: m.Received, Client: ci, Message: m.eventMessage()})
+	}
+	if m.Retain {
+		if len(m.Payload) == 0 { // [MQTT-3.3.1-6] [MQTT-3.3.1-7]
+			s.retained.Delete(m.Topic)
+		} else {
+			s.retained.Set(m.Topic, m)
+		}
+	}
+	r := s.routePool.Get().(*router)
+	n := r.route(s, m, from)
+	r.reset()
+	s.routePool.Put(r)
+	if n == 0 {
+		s.stats.DroppedNoRoute.Add(1)
+	}
+	return n
+}
+
+// router is the scratch space of one routing pass, pooled.
+type router struct {
+	m       topic.Matches
+	targets []target
+	idx     map[string]int
+	msg     *Message
+	now     time.Time
+	enc     [2][3][2][]byte // [v5][qos][retain]
+}
+
+type target struct {
+	clientID string
+	qos      byte
+	rap      bool
+	subIDs   []uint32
+}
+
+func (r *router) reset() {
+	clear(r.targets)
+	r.targets = r.targets[:0]
+	clear(r.idx)
+	r.msg = nil
+	r.enc = [2][3][2][]byte{}
+}
+
+// route delivers m once to each client with matching subscriptions (at the
+// highest granted QoS, with every subscription identifier [MQTT-3.3.4-2]
+// [MQTT-3.3.4-3]) and to one member of each matching share group.
+func (r *router) route(s *Server, m *Message, from *client) int {
+	s.subs.Match(m.Topic, &r.m)
+	r.msg = m
+	r.now = m.Received
+	fromID := ""
+	if from != nil {
+		fromID = from.id
+	}
+	many := len(r.m.Subs) > 1
+	for _, sub := range r.m.Subs {
+		if sub.NoLocal && sub.ClientID == fromID { // [MQTT-3.8.3-3]
+			continue
+		}
+		if many {
+			if r.idx == nil {
+				r.idx = map[string]int{}
+			}
+			if i, ok := r.idx[sub.ClientID]; ok {
+				t := &r.targets[i]
+				t.qos = max(t.qos, sub.QoS)
+				t.rap = t.rap || sub.RetainAsPublished
+				if sub.ID > 0 {
+					t.subIDs = append(t.subIDs, sub.ID)
+				}
+				continue
+			}
+			r.idx[sub.ClientID] = len(r.targets)
+		}
+		t := target{clientID: sub.ClientID, qos: sub.QoS, rap: sub.RetainAsPublished}
+		if sub.ID > 0 {
+			t.subIDs = []uint32{sub.ID}
+		}
+		r.targets = append(r.targets, t)
+	}
+	n := 0
+	for i := range r.targets {
+		if r.deliverTo(s, &r.targets[i]) {
+			n++
+		}
+	}
+	for _, g := range r.m.Groups {
+		sub := g.Pick(func(sub *topic.Subscription) bool {
+			if sub.NoLocal && sub.ClientID == fromID {
+				return false
+			}
+			v, ok := s.sessions.Load(sub.ClientID)
+			return ok && v.(*session).online.Load()
+		})
+		if sub == nil {
+			// Nobody online: queue for an offline member rather than lose it.
+			sub = g.Pick(func(*topic.Subscription) bool { return true })
+		}
+		if sub == nil {
+			continue
+		}
+		t := target{clientID: sub.ClientID, qos: sub.QoS, rap: sub.RetainAsPublished}
+		if sub.ID > 0 {
+			t.subIDs = []uint32{sub.ID}
+		}
+		if r.deliverTo(s, &t) {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *router) deliverTo(s *Server, t *target) bool {
+	v, ok := s.sessions.Load(t.clientID)
+	if !ok {
+		return false
+	}
+	m := r.msg
+	d := delivery{msg: m, qos: min(m.QoS, t.qos), subIDs: t.subIDs}
+	// Forwarded messages carry retain=0 unless retain-as-published
+	// [MQTT-3.3.1-9] [MQTT-3.3.1-12] [MQTT-3.3.1-13].
+	d.retain = t.rap && m.Retain
+	if !m.Expiry.IsZero() && m.expired(r.now) {
+		s.stats.DroppedExpired.Add(1)
+		return false
+	}
+	v.(*session).deliverRouted(d, r)
+	return true
+}
+
+// encoding returns the shared encoding of the message being routed for a
+// client of protocol level v, or nil when d needs its own (subscription
+// identifiers differ per client).
+func (r *router) encoding(d delivery, v byte) []byte {
+	if len(d.subIDs) > 0 {
+		return nil
+	}
+	i := 0
+	if v == packet.V5 {
+		i = 1
+	}
+	j := 0
+	if d.retain {
+		j = 1
+	}
+	e := r.enc[i][d.qos][j]
+	if e == nil {
+		e = encodeDelivery(d, v, false, r.now)
+		r.enc[i][d.qos][j] = e
+	}
+	return e
+}

@@ -1,0 +1,323 @@
+package core
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/topic"
+)
+
+// neverExpire is the session expiry interval that means "never" (0xFFFFFFFF).
+const neverExpire = math.MaxUint32
+
+// delivery is one message on its way to one session.
+type delivery struct {
+	msg    *Message
+	qos    byte
+	retain bool
+	subIDs []uint32
+}
+
+// Outbound QoS 1/2 states.
+const (
+	waitAck  byte = iota // PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
+	waitComp             // PUBREL sent, waiting for PUBCOMP
+)
+
+type inflightMsg struct {
+	delivery
+	pid   uint16
+	state byte
+}
+
+// subEntry is one subscription held by a session.
+type subEntry struct {
+	topic.Subscription
+	raw string // filter as sent, with any $share/ prefix
+}
+
+// session is the state MQTT keeps for a client identifier across
+// connections: subscriptions, queued and in-flight messages, inbound QoS 2
+// identifiers, the will.
+type session struct {
+	id  string
+	srv *Server
+
+	mu     sync.Mutex
+	conn   *client // nil while offline
+	expiry uint32  // session expiry interval in seconds; neverExpire = never
+	subs   map[string]*subEntry
+
+	inflight      map[uint16]*inflightMsg
+	inflightOrder []uint16 // send order, for resending [MQTT-4.4.0-1]; may hold removed ids
+	pending       []delivery
+	pendingHead   int
+	nextPID       uint16
+	inQoS2        map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
+
+	// will is the will of the last connection, kept while its delay runs.
+	will      *Message
+	willTimer *time.Timer
+	// takeoverWill is the will of a connection that was taken over; the new
+	// connection publishes it unless it resumes the session.
+	takeoverWill *Message
+	expiryTime   *time.Timer
+	// ended is set when the session is removed; late callers must not use it.
+	ended bool
+	// online mirrors conn != nil for lock-free reads (share-group picks).
+	online atomic.Bool
+}
+
+func newSession(srv *Server, id string) *session {
+	return &session{
+		id:       id,
+		srv:      srv,
+		subs:     map[string]*subEntry{},
+		inflight: map[uint16]*inflightMsg{},
+		inQoS2:   map[uint16]struct{}{},
+	}
+}
+
+func (ss *session) pendingLen() int { return len(ss.pending) - ss.pendingHead }
+
+func (ss *session) popPending() (delivery, bool) {
+	if ss.pendingHead >= len(ss.pending) {
+		return delivery{}, false
+	}
+	d := ss.pending[ss.pendingHead]
+	ss.pending[ss.pendingHead] = delivery{}
+	ss.pendingHead++
+	if ss.pendingHead == len(ss.pending) {
+		ss.pending = ss.pending[:0]
+		ss.pendingHead = 0
+	} else if ss.pendingHead > 1024 && ss.pendingHead*2 > len(ss.pending) {
+		n := copy(ss.pending, ss.pending[ss.pendingHead:])
+		clear(ss.pending[n:])
+		ss.pending = ss.pending[:n]
+		ss.pendingHead = 0
+	}
+	return d, true
+}
+
+// queue appends d to the pending queue under the queue limit and policy.
+// The caller holds ss.mu.
+func (ss *session) queue(d delivery) {
+	srv := ss.srv
+	max := srv.opts.MaxQueuedMessages
+	if max > 0 && ss.pendingLen() >= max {
+		srv.stats.DroppedQueueFull.Add(1)
+		if srv.opts.QueueFullPolicy == DropOldest {
+			old, _ := ss.popPending()
+			srv.logDrop("session queue full (drop_oldest)", ss.id, old.msg.Topic)
+		} else {
+			srv.logDrop("session queue full (drop_new)", ss.id, d.msg.Topic)
+			return
+		}
+	}
+	ss.pending = append(ss.pending, d)
+}
+
+// allocPID returns a packet identifier not in use by an outbound message.
+func (ss *session) allocPID() uint16 {
+	for {
+		ss.nextPID++
+		if ss.nextPID == 0 {
+			ss.nextPID = 1
+		}
+		if _, used := ss.inflight[ss.nextPID]; !used {
+			return ss.nextPID
+		}
+	}
+}
+
+// deliverRouted hands a message to the session: straight to the connection
+// when the in-flight window allows, else to the queue. r, when non-nil,
+// provides the message encoded once for every subscriber with the same
+// protocol level, QoS and retain flag (the packet identifier is patched at
+// write time).
+func (ss *session) deliverRouted(d delivery, r *router) {
+	srv := ss.srv
+	if d.qos == 0 {
+		ss.mu.Lock()
+		c := ss.conn
+		if c == nil {
+			if srv.opts.QueueQoS0 && ss.expiry > 0 && !ss.ended {
+				ss.queue(d)
+			} else {
+				srv.stats.DroppedOfflineQoS0.Add(1)
+			}
+			ss.mu.Unlock()
+			return
+		}
+		ss.mu.Unlock()
+		var enc []byte
+		if r != nil {
+			enc = r.encoding(d, c.version)
+		}
+		c.sendMessage(d, enc, 0)
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended {
+		return
+	}
+	c := ss.conn
+	if c == nil || ss.pendingLen() > 0 || len(ss.inflight) >= c.window {
+		ss.queue(d)
+		return
+	}
+	var enc []byte
+	if r != nil {
+		enc = r.encoding(d, c.version)
+	}
+	ss.sendInflight(c, d, enc)
+}
+
+// sendInflight assigns a packet identifier and sends. Caller holds ss.mu.
+func (ss *session) sendInflight(c *client, d delivery, enc []byte) {
+	pid := ss.allocPID()
+	if !c.sendMessage(d, enc, pid) {
+		return // too large for the client: treated as delivered [MQTT-3.1.2-25]
+	}
+	ss.inflight[pid] = &inflightMsg{delivery: d, pid: pid}
+	ss.inflightOrder = append(ss.inflightOrder, pid)
+}
+
+// fill moves queued messages into the in-flight window. Caller holds ss.mu.
+func (ss *session) fill() {
+	c := ss.conn
+	if c == nil {
+		return
+	}
+	now := time.Now()
+	for len(ss.inflight) < c.window {
+		d, ok := ss.popPending()
+		if !ok {
+			break
+		}
+		if d.msg.expired(now) {
+			ss.srv.stats.DroppedExpired.Add(1)
+			continue
+		}
+		if d.qos == 0 {
+			c.sendMessage(d, nil, 0)
+			continue
+		}
+		ss.sendInflight(c, d, nil)
+	}
+	ss.compactOrder()
+}
+
+func (ss *session) compactOrder() {
+	if len(ss.inflightOrder) <= 2*len(ss.inflight)+16 {
+		return
+	}
+	j := 0
+	for _, pid := range ss.inflightOrder {
+		if _, ok := ss.inflight[pid]; ok {
+			ss.inflightOrder[j] = pid
+			j++
+		}
+	}
+	ss.inflightOrder = ss.inflightOrder[:j]
+}
+
+// acked handles PUBACK, PUBREC and PUBCOMP for outbound messages. It returns
+// false when the identifier is unknown.
+func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (found bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	m, ok := ss.inflight[pid]
+	if !ok {
+		return false
+	}
+	switch {
+	case kind == packet.PUBACK && m.qos == 1:
+		delete(ss.inflight, pid)
+	case kind == packet.PUBREC && m.qos == 2 && m.state == waitAck:
+		if code.IsError() {
+			delete(ss.inflight, pid) // [MQTT-4.3.3-?]: an error PUBREC ends the exchange
+		} else {
+			m.state = waitComp
+			m.msg = nil // the payload is no longer needed
+			if ss.conn != nil {
+				ss.conn.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+			}
+		}
+	case kind == packet.PUBREC && m.qos == 2 && m.state == waitComp:
+		// A duplicate PUBREC: answer again.
+		if ss.conn != nil {
+			ss.conn.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+		}
+		return true
+	case kind == packet.PUBCOMP && m.state == waitComp:
+		delete(ss.inflight, pid)
+	default:
+		return false
+	}
+	ss.fill()
+	return true
+}
+
+// resume re-sends the in-flight messages (PUBLISH with DUP, or PUBREL) in
+// their original order and then drains the queue. Caller holds ss.mu.
+func (ss *session) resume(c *client) {
+	now := time.Now()
+	order := ss.inflightOrder
+	ss.inflightOrder = make([]uint16, 0, len(order))
+	for _, pid := range order {
+		m, ok := ss.inflight[pid]
+		if !ok {
+			continue
+		}
+		if m.state == waitComp {
+			c.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+			ss.inflightOrder = append(ss.inflightOrder, pid)
+			continue
+		}
+		if m.msg.expired(now) {
+			// Expired while waiting: a message already sent is still resent
+			// (the exchange must complete), with the shortest expiry.
+		}
+		if !c.resendMessage(m) {
+			delete(ss.inflight, pid)
+			continue
+		}
+		ss.inflightOrder = append(ss.inflightOrder, pid)
+	}
+	ss.fill()
+}
+
+// clearState drops everything (clean start or expiry). Caller holds ss.mu.
+func (ss *session) clearState() {
+	for _, e := range ss.subs {
+		ss.srv.subs.Unsubscribe(ss.id, e.Group, e.Filter)
+	}
+	ss.subs = map[string]*subEntry{}
+	ss.inflight = map[uint16]*inflightMsg{}
+	ss.inflightOrder = nil
+	ss.pending = nil
+	ss.pendingHead = 0
+	ss.inQoS2 = map[uint16]struct{}{}
+}
+
+func (ss *session) queuedCount() int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.pendingLen() + len(ss.inflight)
+}
+
+// releaseInbound forgets an inbound QoS 2 identifier on PUBREL.
+func (ss *session) releaseInbound(pid uint16) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if _, ok := ss.inQoS2[pid]; !ok {
+		return false
+	}
+	delete(ss.inQoS2, pid)
+	return true
+}
