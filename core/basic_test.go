@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.golang/paho"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tidemq/tide/core"
 	"github.com/tidemq/tide/core/packet"
