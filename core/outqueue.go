@@ -68,10 +68,10 @@ func (q *outQueue) take(spare []outItem) []outItem {
 	return items
 }
 
+// close refuses further items; what is queued stays for flushOnClose.
 func (q *outQueue) close() {
 	q.mu.Lock()
 	q.closed = true
-	q.items = nil
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:
@@ -92,7 +92,11 @@ const maxWriteBatch = 64 << 10
 // writeLoop drains the queue until the client closes. Buffers are taken from
 // a pool per batch so an idle connection holds none.
 func (c *client) writeLoop() {
-	defer close(c.writerDone)
+	defer func() {
+		// Closing the socket also ends the reader's blocking read.
+		c.conn.Close()
+		close(c.writerDone)
+	}()
 	var spare []outItem
 	for {
 		select {
