@@ -66,16 +66,13 @@ func (s *Server) Clients() []ClientInfo {
 	s.clientsMu.Lock()
 	cl := make([]*client, 0, len(s.clients))
 	for c := range s.clients {
-		if c.sess != nil && c.sess.online.Load() {
+		if c.connected.Load() && c.sess.online.Load() {
 			cl = append(cl, c)
 		}
 	}
 	s.clientsMu.Unlock()
 	out := make([]ClientInfo, 0, len(cl))
 	for _, c := range cl {
-		if c.connectedAt.IsZero() {
-			continue
-		}
 		out = append(out, c.describe())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -41,7 +41,7 @@ type client struct {
 
 	// Reader goroutine state.
 	aliases   map[uint16]string
-	connected bool
+	connected atomic.Bool
 	will      *Message
 	willDelay uint32
 
@@ -103,7 +103,7 @@ func (e errKick) Error() string { return e.reason }
 // sendDisconnect queues a DISCONNECT for MQTT 5 clients once connected
 // [MQTT-4.13.1-1] (before CONNACK, a CONNACK carries the error instead).
 func (c *client) sendDisconnect(code packet.ReasonCode, reason string) {
-	if c.version != packet.V5 || !c.connected || c.sentDisc.Swap(true) {
+	if !c.connected.Load() || c.version != packet.V5 || c.sentDisc.Swap(true) {
 		return
 	}
 	d := &packet.Disconnect{ReasonCode: code}
@@ -179,17 +179,42 @@ func (c *client) serve() {
 	s.addClient(c)
 	go c.writeLoop()
 	err := c.run()
+	// Release the session before the client can see the connection end, so
+	// that a reconnect right after finds it offline.
+	c.finish(err)
 	c.closeWith(err)
 	<-c.writerDone
-	c.conn.Close()
-	c.finish(err)
+	c.drainAndClose()
 	s.removeClient(c)
 	c.ln.conns.Add(-1)
+}
+
+// drainAndClose reads and discards what the client still sends for a
+// moment, so that closing does not reset the connection before the client
+// has read our last packets, then closes it.
+func (c *client) drainAndClose() {
+	_ = c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	var buf [4096]byte
+	for total := 0; total < 256<<10; {
+		n, err := c.conn.Read(buf[:])
+		total += n
+		if err != nil {
+			break
+		}
+	}
+	c.conn.Close()
 }
 
 func (c *client) run() error {
 	s := c.srv
 	_ = c.conn.SetReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
+	first, err := c.reader.PeekHeader()
+	if err != nil {
+		return errNoConnect{err}
+	}
+	if packet.Type(first>>4) != packet.CONNECT { // [MQTT-3.1.0-1]
+		return errNoConnect{fmt.Errorf("first packet is %s, not CONNECT", packet.Type(first>>4))}
+	}
 	header, body, size, err := c.reader.ReadRaw()
 	s.stats.BytesReceived.Add(uint64(size))
 	if err != nil {
@@ -199,9 +224,6 @@ func (c *client) run() error {
 			c.sendControl(&packet.Connack{ReasonCode: packet.ServerUnavailable})
 		}
 		return errNoConnect{err}
-	}
-	if packet.Type(header>>4) != packet.CONNECT { // [MQTT-3.1.0-1]
-		return errNoConnect{fmt.Errorf("first packet is %s, not CONNECT", packet.Type(header>>4))}
 	}
 	p, err := packet.Decode(header, body, 0)
 	if err != nil {
@@ -258,6 +280,12 @@ func peekProtocol(body []byte) (string, byte) {
 func (c *client) readLoop() error {
 	s := c.srv
 	for {
+		select {
+		case <-c.closed:
+			// Kicked (take-over, shutdown, admin): stop handling packets.
+			return c.closeErr
+		default:
+		}
 		if c.keepAlive > 0 {
 			_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
 		} else {

@@ -162,9 +162,9 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 			ack.Props.ServerKeepAlive = serverKA
 		}
 		c.sendControl(ack)
-		c.connected = true
 		c.sess = sess
 		c.connectedAt = time.Now()
+		c.connected.Store(true) // publishes the fields above to other goroutines
 		c.reader.MaxSize = s.opts.MaxPacketSize
 		if c.keepAlive > 0 {
 			_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
@@ -353,7 +353,7 @@ func (s *Server) attach(c *client, expiry uint32, ready func(*session, bool)) (*
 func (c *client) finish(reason error) {
 	defer close(c.done)
 	s := c.srv
-	if !c.connected {
+	if !c.connected.Load() {
 		if reason != nil && !errors.As(reason, new(errRefused)) {
 			c.log.Debug("connection closed before CONNECT completed", "reason", reason)
 		}

@@ -93,8 +93,15 @@ const maxWriteBatch = 64 << 10
 // a pool per batch so an idle connection holds none.
 func (c *client) writeLoop() {
 	defer func() {
-		// Closing the socket also ends the reader's blocking read.
-		c.conn.Close()
+		// Half-close so the final packets are not lost to a reset if the
+		// client is still sending, and bound the reader's wait for the
+		// client to close its side. Without half-close, close outright.
+		if hc, ok := c.conn.(interface{ CloseWrite() error }); ok {
+			_ = hc.CloseWrite()
+			_ = c.conn.SetReadDeadline(time.Now().Add(time.Second))
+		} else {
+			c.conn.Close()
+		}
 		close(c.writerDone)
 	}()
 	var spare []outItem

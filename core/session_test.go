@@ -82,10 +82,13 @@ func TestQueueQoS0WhenConfigured(t *testing.T) {
 	sub.expectClosed()
 	pub := rawConnected(t, addr, packet.V311, uid("p"))
 	publishRaw(t, pub, "q0/t", 0, 0, "kept")
-	time.Sleep(50 * time.Millisecond)
+	publishRaw(t, pub, "q0/t", 1, 1, "after") // acknowledged: the QoS 0 one before it was routed
 	back := dialRaw(t, addr, packet.V311)
 	back.connect(&packet.Connect{ClientID: id})
 	if m := expect[*packet.Publish](back); string(m.Payload) != "kept" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	if m := expect[*packet.Publish](back); string(m.Payload) != "after" {
 		t.Fatalf("got %q", m.Payload)
 	}
 }

@@ -69,6 +69,18 @@ func (r *Reader) fill() error {
 	return err
 }
 
+// PeekHeader returns the first byte of the next packet without consuming
+// it, so that a server can refuse a connection that does not start with
+// CONNECT before waiting for a body that may never come.
+func (r *Reader) PeekHeader() (byte, error) {
+	for r.w == r.r {
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
+	}
+	return r.buf[r.r], nil
+}
+
 // ReadPacket reads and decodes the next packet. It returns the packet and its
 // size on the wire. Protocol violations are *Error values; a packet over
 // MaxSize is an *Error with PacketTooLarge, reported before its body is read.
