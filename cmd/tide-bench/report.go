@@ -1,0 +1,468 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// result is one run of one scenario against one broker.
+type result struct {
+	Scenario string `json:"scenario"`
+	Target   string `json:"target"` // A (--host) or B (--compare)
+	Label    string `json:"label"`
+	Host     string `json:"host"`
+	Rep      int    `json:"rep"`
+
+	Publishers  int     `json:"publishers,omitempty"`
+	Subscribers int     `json:"subscribers,omitempty"`
+	QoS         int     `json:"qos"`
+	Size        int     `json:"size,omitempty"`
+	Version     int     `json:"version"`
+	Window      int     `json:"window,omitempty"` // effective, after the broker's Receive Maximum
+	Rate        float64 `json:"rate,omitempty"`
+
+	Planned   uint64 `json:"planned,omitempty"` // messages to publish
+	Published uint64 `json:"published,omitempty"`
+	Acked     uint64 `json:"acked,omitempty"`
+	Rejected  uint64 `json:"rejected,omitempty"` // refused by the broker (MQTT 5 reason code >= 0x80)
+
+	Expected      uint64  `json:"expected,omitempty"` // deliveries, over all subscribers
+	Delivered     uint64  `json:"delivered"`          // distinct deliveries
+	Lost          uint64  `json:"lost"`
+	LossPct       float64 `json:"loss_percent"`
+	Duplicates    uint64  `json:"duplicates"`
+	BadDuplicates uint64  `json:"duplicates_forbidden"` // at QoS 0 or 2
+	OutOfOrder    uint64  `json:"out_of_order"`
+	Unexpected    uint64  `json:"unexpected"`
+
+	// Seconds runs from the first publish to the last delivery (conns:
+	// first dial to last CONNACK).
+	Seconds        float64         `json:"seconds"`
+	PublishSeconds float64         `json:"publish_seconds,omitempty"`
+	PublishRate    float64         `json:"publish_rate,omitempty"`
+	DeliveryRate   float64         `json:"delivery_rate,omitempty"`
+	Latency        *latencySummary `json:"latency,omitempty"`
+	SendLagMaxUs   float64         `json:"send_lag_max_us,omitempty"`
+	LateSends      uint64          `json:"late_sends,omitempty"` // paced sends more than 1 ms behind schedule
+
+	Conns *connsResult `json:"conns,omitempty"`
+
+	Generator *procUsage `json:"generator"`
+	Broker    *procUsage `json:"broker,omitempty"`
+	// MachineBusy is the share of all CPUs busy during the run (from
+	// /proc/stat); Others is what neither the generator nor the broker
+	// (when --pid says which it is) used of it: on a shared machine, the
+	// noise in the figures.
+	MachineBusy *float64 `json:"machine_busy,omitempty"`
+	Others      *float64 `json:"others_share,omitempty"`
+
+	TimedOut    bool     `json:"timed_out,omitempty"`
+	Interrupted bool     `json:"interrupted,omitempty"`
+	Errors      []string `json:"errors,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
+	// Problems say why OK is false.
+	Problems []string `json:"problems,omitempty"`
+	OK       bool     `json:"ok"`
+}
+
+// generatorLimit is the share of the machine above which the generator
+// may be what limits the figures.
+const generatorLimit = 0.5
+
+// judge decides OK and explains every reason it is not.
+func (r *result) judge() {
+	var p []string
+	if r.Lost > 0 {
+		p = append(p, fmt.Sprintf("LOST %d of %d expected deliveries (%.4g%%)", r.Lost, r.Expected, r.LossPct))
+	}
+	if r.BadDuplicates > 0 {
+		p = append(p, fmt.Sprintf("%d duplicates at QoS %d, where the protocol forbids them", r.BadDuplicates, r.QoS))
+	}
+	if r.Unexpected > 0 {
+		p = append(p, fmt.Sprintf("%d messages that were not sent to that subscriber", r.Unexpected))
+	}
+	if r.Rejected > 0 {
+		p = append(p, fmt.Sprintf("%d publishes refused by the broker", r.Rejected))
+	}
+	if r.TimedOut {
+		p = append(p, "the run hit --timeout")
+	}
+	if r.Interrupted {
+		p = append(p, "interrupted")
+	}
+	if c := r.Conns; c != nil {
+		if c.Failed > 0 {
+			p = append(p, fmt.Sprintf("%d of %d connections failed", c.Failed, c.Wanted))
+		}
+		if c.Dropped > 0 {
+			p = append(p, fmt.Sprintf("%d idle connections dropped by the broker", c.Dropped))
+		}
+		if c.Opened+c.Failed < c.Wanted {
+			p = append(p, fmt.Sprintf("only %d of %d connections attempted", c.Opened+c.Failed, c.Wanted))
+		}
+	}
+	if len(r.Errors) > 0 && len(p) == 0 {
+		p = append(p, fmt.Sprintf("%d connection errors", len(r.Errors)))
+	}
+	if r.OutOfOrder > 0 && r.QoS > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%d messages out of order (MQTT orders each publisher's messages on a topic)", r.OutOfOrder))
+	}
+	if r.Duplicates > 0 && r.BadDuplicates == 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%d QoS 1 duplicates (allowed by the protocol)", r.Duplicates))
+	}
+	if g := r.Generator; g != nil && g.Share > generatorLimit {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("the generator used %.0f%% of the machine (%.2f of %d CPUs): the figures may be limited by the generator, not the broker",
+			100*g.Share, g.Cores, runtime.NumCPU()))
+	}
+	if r.Others != nil && *r.Others > othersLimit {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("other processes used %.0f%% of the machine during the run: the figures are noisy", 100**r.Others))
+	}
+	r.Problems = p
+	r.OK = len(p) == 0
+}
+
+// othersLimit is the share of the machine other processes may use before
+// a run is flagged as noisy.
+const othersLimit = 0.15
+
+// setMachine records the machine's load over the run.
+func (r *result) setMachine(busy float64, ok bool) {
+	if !ok {
+		return
+	}
+	r.MachineBusy = &busy
+	if r.Broker != nil && r.Generator != nil {
+		o := max(0, busy-r.Broker.Share-r.Generator.Share)
+		r.Others = &o
+	}
+}
+
+// metric is one row of a comparison: how to read it from a result, and
+// whether higher is better (for the reader; the ratio is always A/B).
+type metric struct {
+	name string
+	unit string
+	get  func(*result) (float64, bool)
+}
+
+func metricsFor(scenario string) []metric {
+	lat := func(f func(*latencySummary) float64) func(*result) (float64, bool) {
+		return func(r *result) (float64, bool) {
+			if r.Latency == nil {
+				return 0, false
+			}
+			return f(r.Latency), true
+		}
+	}
+	broker := func(f func(*procUsage) float64) func(*result) (float64, bool) {
+		return func(r *result) (float64, bool) {
+			if r.Broker == nil {
+				return 0, false
+			}
+			return f(r.Broker), true
+		}
+	}
+	always := func(f func(*result) float64) func(*result) (float64, bool) {
+		return func(r *result) (float64, bool) { return f(r), true }
+	}
+	conns := func(f func(*connsResult) (float64, bool)) func(*result) (float64, bool) {
+		return func(r *result) (float64, bool) {
+			if r.Conns == nil {
+				return 0, false
+			}
+			return f(r.Conns)
+		}
+	}
+	var ms []metric
+	if scenario == scConns {
+		ms = []metric{
+			{"connections opened", "", conns(func(c *connsResult) (float64, bool) { return float64(c.Opened), true })},
+			{"time to open", "s", conns(func(c *connsResult) (float64, bool) { return c.Seconds, true })},
+			{"connect rate", "/s", conns(func(c *connsResult) (float64, bool) { return c.Rate, true })},
+			{"CONNACK p50", "ms", conns(func(c *connsResult) (float64, bool) {
+				return nz(c.Connack, func(l *latencySummary) float64 { return l.P50 / 1e3 })
+			})},
+			{"CONNACK p99", "ms", conns(func(c *connsResult) (float64, bool) {
+				return nz(c.Connack, func(l *latencySummary) float64 { return l.P99 / 1e3 })
+			})},
+			{"broker memory per connection", "KB", conns(func(c *connsResult) (float64, bool) {
+				return c.BytesPerConn / 1024, c.RSSAfter > 0
+			})},
+			{"broker RSS with connections", "MB", conns(func(c *connsResult) (float64, bool) {
+				return float64(c.RSSAfter) / 1024, c.RSSAfter > 0
+			})},
+		}
+	} else {
+		ms = []metric{
+			{"delivery rate", "msg/s", always(func(r *result) float64 { return r.DeliveryRate })},
+			{"publish rate", "msg/s", always(func(r *result) float64 { return r.PublishRate })},
+			{"lost", "%", always(func(r *result) float64 { return r.LossPct })},
+			{"latency p50", "ms", lat(func(l *latencySummary) float64 { return l.P50 / 1e3 })},
+			{"latency p99", "ms", lat(func(l *latencySummary) float64 { return l.P99 / 1e3 })},
+			{"latency p99.9", "ms", lat(func(l *latencySummary) float64 { return l.P999 / 1e3 })},
+			{"latency max", "ms", lat(func(l *latencySummary) float64 { return l.Max / 1e3 })},
+		}
+	}
+	ms = append(ms,
+		metric{"broker CPU", "cores", broker(func(u *procUsage) float64 { return u.Cores })},
+		metric{"broker RSS peak", "MB", broker(func(u *procUsage) float64 { return float64(u.RSSPeak) / 1024 })},
+		metric{"generator CPU", "% of machine", always(func(r *result) float64 {
+			if r.Generator == nil {
+				return 0
+			}
+			return 100 * r.Generator.Share
+		})},
+	)
+	return ms
+}
+
+func nz(l *latencySummary, f func(*latencySummary) float64) (float64, bool) {
+	if l == nil {
+		return 0, false
+	}
+	return f(l), true
+}
+
+// summaryRow is the median of one metric for A and B, and their ratio.
+type summaryRow struct {
+	Metric string   `json:"metric"`
+	Unit   string   `json:"unit"`
+	A      *float64 `json:"a"`
+	B      *float64 `json:"b,omitempty"`
+	Ratio  *float64 `json:"ratio,omitempty"` // A/B
+}
+
+// summarize computes medians per target.
+func summarize(scenario string, runs []*result, compare bool) []summaryRow {
+	var rows []summaryRow
+	for _, m := range metricsFor(scenario) {
+		med := func(name string) *float64 {
+			var vs []float64
+			for _, r := range runs {
+				if r.Target != name {
+					continue
+				}
+				if v, ok := m.get(r); ok && !math.IsNaN(v) {
+					vs = append(vs, v)
+				}
+			}
+			if len(vs) == 0 {
+				return nil
+			}
+			slices.Sort(vs)
+			v := vs[len(vs)/2]
+			if len(vs)%2 == 0 {
+				v = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+			}
+			return &v
+		}
+		row := summaryRow{Metric: m.name, Unit: m.unit, A: med("A")}
+		if row.A == nil {
+			continue
+		}
+		if compare {
+			row.B = med("B")
+			if row.B != nil && *row.B != 0 {
+				q := *row.A / *row.B
+				row.Ratio = &q
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// report is the whole output of an invocation, as --json prints it.
+type report struct {
+	Scenario string         `json:"scenario"`
+	Config   map[string]any `json:"config"`
+	Runs     []*result      `json:"runs"`
+	Summary  []summaryRow   `json:"summary"`
+	OK       bool           `json:"ok"`
+}
+
+func (c *config) describe() map[string]any {
+	m := map[string]any{
+		"host": c.host, "label": c.label, "clients": c.clients, "qos": c.qos, "size": c.size,
+		"count": c.count, "window": c.window, "version": c.version, "rate": c.rate, "reps": c.reps,
+		"timeout": c.timeout.String(), "tls": c.useTLS, "ws": c.ws,
+	}
+	if c.compare != "" {
+		m["compare"] = c.compare
+		m["compare_label"] = c.compareLabel
+	}
+	return m
+}
+
+func writeJSON(w io.Writer, rep *report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// writeRun prints one run for people.
+func writeRun(w io.Writer, c *config, r *result) {
+	fmt.Fprintf(w, "%s against %s (%s), run %d:\n", r.Scenario, r.Label, r.Host, r.Rep)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "  %s\t"+format+"\n", append([]any{k}, args...)...)
+	}
+	if r.Conns != nil {
+		cr := r.Conns
+		row("setup", "%d idle connections, %s, keep alive %v, rate %s/s", cr.Wanted, versionName(r.Version), c.keepAlive, rateStr(r.Rate))
+		row("opened", "%d in %.2f s (%s conn/s), %d failed, %d dropped while idle", cr.Opened, cr.Seconds, fmtCount(cr.Rate), cr.Failed, cr.Dropped)
+		if l := cr.Connack; l != nil {
+			row("CONNACK latency", "p50 %s  p99 %s  max %s", fmtUs(l.P50), fmtUs(l.P99), fmtUs(l.Max))
+		}
+		if cr.RSSAfter > 0 {
+			row("broker RSS", "%s before, %s after %v idle: %.2f KB per connection",
+				fmtKB(cr.RSSBefore), fmtKB(cr.RSSAfter), c.hold, cr.BytesPerConn/1024)
+		}
+	} else {
+		row("setup", "%d publishers -> %d subscribers, QoS %d, %d-byte payload, %s%s%s",
+			r.Publishers, r.Subscribers, r.QoS, r.Size, versionName(r.Version), windowStr(r), paceStr(r))
+		row("published", "%d of %d in %.2f s (%s msg/s)", r.Published, r.Planned, r.PublishSeconds, fmtCount(r.PublishRate))
+		row("delivered", "%d of %d in %.2f s (%s msg/s)", r.Delivered, r.Expected, r.Seconds, fmtCount(r.DeliveryRate))
+		lost := fmt.Sprintf("%d (%.4g%%)", r.Lost, r.LossPct)
+		if r.Lost > 0 {
+			lost += "   <<<<<<<<<< LOSS"
+		}
+		row("lost", "%s", lost)
+		row("duplicates", "%d (forbidden: %d)   out of order %d   unexpected %d", r.Duplicates, r.BadDuplicates, r.OutOfOrder, r.Unexpected)
+		if l := r.Latency; l != nil {
+			row("latency", "p50 %s  p99 %s  p99.9 %s  max %s  (mean %s, %d samples)",
+				fmtUs(l.P50), fmtUs(l.P99), fmtUs(l.P999), fmtUs(l.Max), fmtUs(l.Mean), l.Count)
+		}
+		if r.Rate > 0 {
+			row("pacing", "worst send %s behind schedule, %d sends more than 1 ms late", fmtUs(r.SendLagMaxUs), r.LateSends)
+		}
+	}
+	if b := r.Broker; b != nil {
+		row("broker", "pid %d: %.2f CPU s = %.2f cores (%.0f%% of the machine), RSS %s -> %s (peak %s)%s",
+			b.PID, b.CPUSeconds, b.Cores, 100*b.Share, fmtKB(b.RSSStart), fmtKB(b.RSSEnd), fmtKB(b.RSSPeak), sampleErr(b))
+	}
+	if g := r.Generator; g != nil {
+		row("generator", "%.2f CPU s = %.2f cores (%.0f%% of %d CPUs)", g.CPUSeconds, g.Cores, 100*g.Share, runtime.NumCPU())
+	}
+	if m := r.MachineBusy; m != nil {
+		others := "unknown without --pid"
+		if r.Others != nil {
+			others = fmt.Sprintf("%.0f%%", 100**r.Others)
+		}
+		row("machine", "%.0f%% busy; other processes: %s", 100**m, others)
+	}
+	tw.Flush()
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "  error: %s\n", e)
+	}
+	for _, e := range r.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", e)
+	}
+	if r.OK {
+		fmt.Fprintln(w, "  result: OK")
+	} else {
+		fmt.Fprintf(w, "  result: FAILED: %s\n", strings.Join(r.Problems, "; "))
+	}
+}
+
+// writeSummary prints the medians table.
+func writeSummary(w io.Writer, c *config, runs []*result, rows []summaryRow) {
+	n := 0
+	for _, r := range runs {
+		if r.Target == "A" {
+			n++
+		}
+	}
+	fmt.Fprintln(w)
+	if c.compare != "" {
+		fmt.Fprintf(w, "%s: A = %s (%s), B = %s (%s); medians of %d runs each, interleaved A B A B\n",
+			c.scenario, c.label, c.host, c.compareLabel, c.compare, n)
+	} else {
+		fmt.Fprintf(w, "%s: %s (%s); medians of %d runs\n", c.scenario, c.label, c.host, n)
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	if c.compare != "" {
+		fmt.Fprintf(tw, "metric\tunit\tA\tB\tratio A/B\t\n")
+	} else {
+		fmt.Fprintf(tw, "metric\tunit\tmedian\t\n")
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t", r.Metric, r.Unit, fmtVal(r.A))
+		if c.compare != "" {
+			ratio := "-"
+			if r.Ratio != nil {
+				ratio = fmt.Sprintf("%.2f", *r.Ratio)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t", fmtVal(r.B), ratio)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+}
+
+func fmtVal(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	x := *v
+	switch {
+	case x >= 1e4:
+		return fmtCount(x)
+	case x >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case x >= 1:
+		return fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf("%.3g", x)
+}
+
+func fmtUs(us float64) string {
+	switch {
+	case us >= 1e6:
+		return fmt.Sprintf("%.2f s", us/1e6)
+	case us >= 1e3:
+		return fmt.Sprintf("%.2f ms", us/1e3)
+	}
+	return fmt.Sprintf("%.0f µs", us)
+}
+
+func fmtKB(kb int64) string {
+	if kb >= 10*1024 {
+		return fmt.Sprintf("%.1f MB", float64(kb)/1024)
+	}
+	return fmt.Sprintf("%d KB", kb)
+}
+
+func rateStr(r float64) string {
+	if r == 0 {
+		return "unpaced"
+	}
+	return fmtCount(r)
+}
+
+func windowStr(r *result) string {
+	if r.QoS == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", window %d", r.Window)
+}
+
+func paceStr(r *result) string {
+	if r.Rate == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", paced at %s msg/s", fmtCount(r.Rate))
+}
+
+func sampleErr(u *procUsage) string {
+	if u.SampleErr == "" {
+		return ""
+	}
+	return " (sampling error: " + u.SampleErr + ")"
+}
