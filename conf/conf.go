@@ -78,6 +78,9 @@ type MQTT struct {
 	// MaxQueuedQoS0 is the number of QoS 0 messages waiting to be written to
 	// one connected client.
 	MaxQueuedQoS0 int `toml:"max_queued_qos0"`
+	// StallTimeout is how long a publisher may wait for room in a connected
+	// subscriber's full queue before the message is dropped for it; 0 never waits.
+	StallTimeout Duration `toml:"stall_timeout"`
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
 	QueueQoS0 bool `toml:"queue_qos0"`
 	// TopicAliasMaximum is the number of topic aliases a client may use; 0 disables them.
@@ -236,6 +239,7 @@ func newConfig() *Config {
 			MaxQueuedMessages:       1000,
 			QueueFullPolicy:         "drop_new",
 			MaxQueuedQoS0:           10000,
+			StallTimeout:            Duration{100 * time.Millisecond},
 			TopicAliasMaximum:       10,
 			RetainAvailable:         true,
 			WildcardSubscriptions:   true,

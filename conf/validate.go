@@ -167,6 +167,7 @@ func (c *Config) validate(ck *checker) {
 	ck.atLeast("mqtt.max_queued_messages", m.MaxQueuedMessages, 0)
 	ck.oneOf("mqtt.queue_full_policy", m.QueueFullPolicy, "drop_new", "drop_oldest")
 	ck.atLeast("mqtt.max_queued_qos0", m.MaxQueuedQoS0, 1)
+	ck.nonNegative("mqtt.stall_timeout", m.StallTimeout)
 	ck.between("mqtt.topic_alias_maximum", m.TopicAliasMaximum, 0, 65535)
 	ck.nonNegative("mqtt.max_session_expiry", m.MaxSessionExpiry)
 	ck.between("mqtt.max_client_id_length", m.MaxClientIDLength, 23, 65535)

@@ -38,6 +38,8 @@ type client struct {
 	maxOut      uint32 // largest packet the client accepts (0: no limit)
 	connectedAt time.Time
 	connExpiry  uint32 // session expiry interval asked in CONNECT (v5)
+	// noProblemInfo: the v5 client asked for no reason strings on acks.
+	noProblemInfo bool
 
 	// Reader goroutine state.
 	aliases   map[uint16]string
@@ -122,13 +124,26 @@ func (c *client) sendDisconnect(code packet.ReasonCode, reason string) {
 
 // sendControl queues a control packet (acks, CONNACK, SUBACK, PINGRESP).
 func (c *client) sendControl(p packet.Packet) {
-	c.out.push(outItem{buf: p.Append(nil, c.version)}, 0)
+	var it outItem
+	// Encoding may outgrow ctl on the way (and move), even for a short result.
+	if b := p.Append(it.ctl[:0], c.version); len(b) <= len(it.ctl) {
+		it.ctlLen = uint8(copy(it.ctl[:], b))
+	} else {
+		it.buf = b
+	}
+	c.out.push(it, 0, 0)
 }
 
 // sendMessage queues a PUBLISH for delivery d. enc is a shared encoding for
 // this client's protocol level, QoS and retain flag, or nil to encode here.
 // It returns false when the message is larger than the client accepts.
 func (c *client) sendMessage(d delivery, enc []byte, pid uint16) bool {
+	return c.sendMessageFrom(d, enc, pid, nil)
+}
+
+// sendMessageFrom is sendMessage for a message published by from, which is
+// never made to wait for room in its own queue.
+func (c *client) sendMessageFrom(d delivery, enc []byte, pid uint16, from *client) bool {
 	if enc == nil {
 		enc = encodeDelivery(d, c.version, false, time.Now())
 	}
@@ -142,7 +157,11 @@ func (c *client) sendMessage(d delivery, enc []byte, pid uint16) bool {
 		it.pid = pid
 		it.pidOff = int32(packet.PacketIDOffset(enc))
 	}
-	if !c.out.push(it, c.srv.opts.MaxQueuedQoS0) {
+	wait := c.srv.opts.StallTimeout
+	if from == c {
+		wait = 0
+	}
+	if !c.out.push(it, c.srv.opts.MaxQueuedQoS0, wait) {
 		c.srv.stats.DroppedQoS0Full.Add(1)
 		c.srv.logDrop("client QoS 0 queue full (max_queued_qos0)", c.id, d.msg.Topic)
 		return true
@@ -160,7 +179,7 @@ func (c *client) resendMessage(m *inflightMsg) bool {
 		c.srv.stats.DroppedTooLarge.Add(1)
 		return false
 	}
-	c.out.push(outItem{buf: enc, pid: m.pid, pidOff: int32(packet.PacketIDOffset(enc)), qos: m.qos}, 0)
+	c.out.push(outItem{buf: enc, pid: m.pid, pidOff: int32(packet.PacketIDOffset(enc)), qos: m.qos}, 0, 0)
 	return true
 }
 

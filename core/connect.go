@@ -123,6 +123,7 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 		expiry = neverExpire
 	}
 	c.connExpiry = expiry
+	c.noProblemInfo = cp.Props.RequestProblemInfo != nil && *cp.Props.RequestProblemInfo == 0
 	capped := s.capExpiry(expiry)
 
 	// Flow control toward the client.

@@ -35,6 +35,13 @@ type Options struct {
 	// MaxQueuedQoS0 bounds the QoS 0 messages waiting to be written to one
 	// connected client.
 	MaxQueuedQoS0 int
+	// StallTimeout is how long a publisher waits for room in a connected
+	// client's full queue (QoS 0 write queue, or QoS 1/2 session queue)
+	// before the message is dropped for that client, counted and logged
+	// (negative: never wait). This back-pressure makes a client that is
+	// merely behind lose nothing; a client that makes a publisher wait in
+	// vain is marked slow and costs no further waits until it catches up.
+	StallTimeout time.Duration
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
 	QueueQoS0 bool
 	// TopicAliasMaximum is the number of inbound topic aliases a v5 client may use.
@@ -75,6 +82,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.QueueFullPolicy == "" {
 		o.QueueFullPolicy = DropNew
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = 100 * time.Millisecond
 	}
 	if o.MaxQueuedQoS0 <= 0 {
 		o.MaxQueuedQoS0 = 10000

@@ -8,41 +8,87 @@ import (
 
 // outItem is one packet waiting to be written. buf may be shared with other
 // clients and is never modified; when pidOff > 0 the writer patches pid in
-// its own copy.
+// its own copy. Small control packets (acks, PINGRESP) live in ctl instead,
+// so acknowledging allocates nothing.
 type outItem struct {
 	buf    []byte
 	pidOff int32
 	pid    uint16
 	qos0   bool
 	qos    byte
+	ctlLen uint8
+	ctl    [7]byte
+}
+
+// bytes returns the packet's encoding.
+func (it *outItem) bytes() []byte {
+	if it.ctlLen > 0 {
+		return it.ctl[:it.ctlLen]
+	}
+	return it.buf
 }
 
 // outQueue is a client's outbound queue, drained by the client's writer
-// goroutine into one buffered write per batch, so a slow subscriber never
-// stalls the publisher that fills it.
+// goroutine into one buffered write per batch.
 type outQueue struct {
 	mu     sync.Mutex
 	items  []outItem
 	nQoS0  int
 	closed bool
 	signal chan struct{}
+	// drained is closed by the writer when it takes the queue, waking
+	// publishers that wait for room (created only when someone waits).
+	drained chan struct{}
+	// slow is set when a publisher waited in vain: until the writer catches
+	// up, later QoS 0 messages are dropped at once instead of stalling
+	// publishers behind a stuck client.
+	slow bool
 }
 
 func newOutQueue() *outQueue {
 	return &outQueue{signal: make(chan struct{}, 1)}
 }
 
-// push appends an item; for QoS 0 messages it refuses beyond max.
-func (q *outQueue) push(it outItem, maxQoS0 int) bool {
+// push appends an item. A QoS 0 message that finds maxQoS0 messages queued
+// waits up to wait for the writer to make room (back-pressure on the
+// publisher, so a client that is merely behind loses nothing), then is
+// refused.
+func (q *outQueue) push(it outItem, maxQoS0 int, wait time.Duration) bool {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return true // the connection is going away; nothing to count here
 	}
 	if it.qos0 {
-		if q.nQoS0 >= maxQoS0 {
+		var timer *time.Timer
+		for q.nQoS0 >= maxQoS0 {
+			if q.slow || wait <= 0 || q.closed {
+				q.mu.Unlock()
+				if timer != nil {
+					timer.Stop()
+				}
+				return q.closed
+			}
+			if q.drained == nil {
+				q.drained = make(chan struct{})
+			}
+			ch := q.drained
 			q.mu.Unlock()
-			return false
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			}
+			select {
+			case <-ch:
+				q.mu.Lock()
+			case <-timer.C:
+				q.mu.Lock()
+				if q.nQoS0 >= maxQoS0 {
+					q.slow = true
+				}
+			}
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		q.nQoS0++
 	}
@@ -64,6 +110,11 @@ func (q *outQueue) take(spare []outItem) []outItem {
 	items := q.items
 	q.items = spare[:0]
 	q.nQoS0 = 0
+	q.slow = false
+	if q.drained != nil {
+		close(q.drained)
+		q.drained = nil
+	}
 	q.mu.Unlock()
 	return items
 }
@@ -125,12 +176,13 @@ func (c *client) writeLoop() {
 		for i := range items {
 			it := &items[i]
 			start := len(buf)
-			buf = append(buf, it.buf...)
+			b := it.bytes()
+			buf = append(buf, b...)
 			if it.pidOff > 0 {
 				buf[start+int(it.pidOff)] = byte(it.pid >> 8)
 				buf[start+int(it.pidOff)+1] = byte(it.pid)
 			}
-			if it.buf[0]>>4 == 3 {
+			if b[0]>>4 == 3 {
 				nmsg++
 				sent[it.qos]++
 			}
@@ -183,10 +235,11 @@ func (c *client) flushOnClose() {
 	items := c.out.take(nil)
 	var buf []byte
 	for _, it := range items {
-		if it.buf[0]>>4 == 3 {
+		b := it.bytes()
+		if b[0]>>4 == 3 {
 			continue // messages are not flushed on close; QoS 1/2 stay in the session
 		}
-		buf = append(buf, it.buf...)
+		buf = append(buf, b...)
 	}
 	if len(buf) > 0 {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))

@@ -151,7 +151,7 @@ func (c *client) ackPublish(p *packet.Publish, code packet.ReasonCode, why strin
 		code = packet.Success
 	}
 	ack := &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code}
-	if code.IsError() {
+	if code.IsError() && !c.noProblemInfo { // [MQTT-3.1.2-29]
 		ack.Props.ReasonString = why
 	}
 	if p.QoS == 2 {
@@ -219,6 +219,7 @@ func (s *Server) publish(m *Message, from *client) int {
 
 // router is the scratch space of one routing pass, pooled.
 type router struct {
+	from    *client
 	m       topic.Matches
 	targets []target
 	idx     map[string]int
@@ -239,6 +240,7 @@ func (r *router) reset() {
 	r.targets = r.targets[:0]
 	clear(r.idx)
 	r.msg = nil
+	r.from = nil
 	r.enc = [2][3][2][]byte{}
 }
 
@@ -248,6 +250,7 @@ func (r *router) reset() {
 func (r *router) route(s *Server, m *Message, from *client) int {
 	s.subs.Match(m.Topic, &r.m)
 	r.msg = m
+	r.from = from
 	r.now = m.Received
 	fromID := ""
 	if from != nil {

@@ -69,6 +69,10 @@ type session struct {
 	ended bool
 	// online mirrors conn != nil for lock-free reads (share-group picks).
 	online atomic.Bool
+	// room is closed when the queue gets room (see waitRoom); slow marks a
+	// client that made a publisher wait in vain.
+	room chan struct{}
+	slow bool
 }
 
 func newSession(srv *Server, id string) *session {
@@ -137,9 +141,13 @@ func (ss *session) allocPID() uint16 {
 // when the in-flight window allows, else to the queue. r, when non-nil,
 // provides the message encoded once for every subscriber with the same
 // protocol level, QoS and retain flag (the packet identifier is patched at
-// write time).
+// write time), and the publishing client.
 func (ss *session) deliverRouted(d delivery, r *router) {
 	srv := ss.srv
+	var from *client
+	if r != nil {
+		from = r.from
+	}
 	if d.qos == 0 {
 		ss.mu.Lock()
 		c := ss.conn
@@ -157,11 +165,12 @@ func (ss *session) deliverRouted(d delivery, r *router) {
 		if r != nil {
 			enc = r.encoding(d, c.version)
 		}
-		c.sendMessage(d, enc, 0)
+		c.sendMessageFrom(d, enc, 0, from)
 		return
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	ss.waitRoom(from)
 	if ss.ended {
 		return
 	}
@@ -175,6 +184,55 @@ func (ss *session) deliverRouted(d delivery, r *router) {
 		enc = r.encoding(d, c.version)
 	}
 	ss.sendInflight(c, d, enc)
+}
+
+// waitRoom makes the publisher wait (up to StallTimeout) while the queue of
+// an online session is full, so that a subscriber that is merely behind
+// loses nothing. Offline sessions cannot drain, and a publisher never waits
+// for its own session. Caller holds ss.mu; it is released while waiting.
+func (ss *session) waitRoom(from *client) {
+	max := ss.srv.opts.MaxQueuedMessages
+	wait := ss.srv.opts.StallTimeout
+	if max <= 0 || wait <= 0 || ss.pendingLen() < max {
+		return
+	}
+	var timer *time.Timer
+	for !ss.ended && ss.conn != nil && ss.conn != from && !ss.slow && ss.pendingLen() >= max {
+		if ss.room == nil {
+			ss.room = make(chan struct{})
+		}
+		ch := ss.room
+		ss.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		}
+		select {
+		case <-ch:
+			ss.mu.Lock()
+		case <-timer.C:
+			ss.mu.Lock()
+			if ss.pendingLen() >= max {
+				ss.slow = true
+			}
+		}
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+}
+
+// roomMade wakes publishers waiting for queue room. Caller holds ss.mu.
+func (ss *session) roomMade() {
+	max := ss.srv.opts.MaxQueuedMessages
+	if ss.pendingLen() < max || max <= 0 {
+		if ss.room != nil {
+			close(ss.room)
+			ss.room = nil
+		}
+		if ss.pendingLen() <= max/2 {
+			ss.slow = false
+		}
+	}
 }
 
 // sendInflight assigns a packet identifier and sends. Caller holds ss.mu.
@@ -209,6 +267,7 @@ func (ss *session) fill() {
 		}
 		ss.sendInflight(c, d, nil)
 	}
+	ss.roomMade()
 	ss.compactOrder()
 }
 

@@ -35,32 +35,32 @@ const hdrLen = 20
 type config struct {
 	scenario string
 
-	host, label               string
-	compare, compareLabel     string
-	pid, comparePID           int
-	qos                       int
-	size                      int
-	count                     int
-	clients                   int
-	window                    int
-	version                   int
-	rate                      float64
-	reps                      int
-	timeout, drain, hold      time.Duration
-	connectTimeout            time.Duration
-	keepAlive                 time.Duration
-	json                      bool
-	useTLS, insecure          bool
-	caFile                    string
-	ws                        bool
-	wsPath                    string
-	username, password        string
-	topicPrefix               string
-	connectParallel           int
-	progressEvery             time.Duration
-	noProgress                bool
-	tlsConfig                 *tls.Config
-	defaultedCount, defaulted bool
+	host, label           string
+	compare, compareLabel string
+	pid, comparePID       int
+	qos                   int
+	size                  int
+	count                 int
+	clients               int
+	window                int
+	version               int
+	rate                  float64
+	reps                  int
+	timeout, drain, hold  time.Duration
+	connectTimeout        time.Duration
+	keepAlive             time.Duration
+	json                  bool
+	useTLS, insecure      bool
+	caFile                string
+	ws                    bool
+	wsPath                string
+	username, password    string
+	topicPrefix           string
+	connectParallel       int
+	progressEvery         time.Duration
+	noProgress            bool
+	cpuProfile            string
+	tlsConfig             *tls.Config
 }
 
 // usageError is a bad command line: exit status 2.
@@ -139,6 +139,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.connectParallel, "connect-parallel", 32, "connections opened at once while setting up")
 	fs.DurationVar(&c.progressEvery, "progress", 0, "progress interval (default: live line on a terminal, a line every 5s otherwise)")
 	fs.BoolVar(&c.noProgress, "quiet", false, "no progress output")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to `file` (to check it is not the bottleneck)")
 
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		c.scenario = args[0]

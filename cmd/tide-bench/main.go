@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -46,6 +47,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		fmt.Fprintf(stderr, "tide-bench: %v\n(run tide-bench -h for usage)\n", err)
 		return exitUsage
 	}
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "tide-bench: --cpuprofile: %v\n", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "tide-bench: --cpuprofile: %v\n", err)
+			return exitUsage
+		}
+		defer pprof.StopCPUProfile()
+	}
 	targets := []target{{name: "A", label: c.label, host: c.host, pid: c.pid}}
 	if c.compare != "" {
 		targets = append(targets, target{name: "B", label: c.compareLabel, host: c.compare, pid: c.comparePID})
@@ -72,10 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 				// Loud, on stderr too, so that --json users see it.
 				fmt.Fprintf(stderr, "\n!!! %s against %s, run %d FAILED: %s\n\n", c.scenario, t.label, rep, strings.Join(r.Problems, "; "))
 			}
-			for _, w := range r.Warnings {
-				fmt.Fprintf(stderr, "tide-bench: warning: %s against %s, run %d: %s\n", c.scenario, t.label, rep, w)
-			}
-			if !c.json {
+			if c.json {
+				// Human output shows them with the run.
+				for _, w := range r.Warnings {
+					fmt.Fprintf(stderr, "tide-bench: warning: %s against %s, run %d: %s\n", c.scenario, t.label, rep, w)
+				}
+			} else {
 				writeRun(stdout, c, r)
 			}
 			if r.Interrupted {

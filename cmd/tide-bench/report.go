@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // result is one run of one scenario against one broker.
@@ -386,24 +387,46 @@ func writeSummary(w io.Writer, c *config, runs []*result, rows []summaryRow) {
 	} else {
 		fmt.Fprintf(w, "%s: %s (%s); medians of %d runs\n", c.scenario, c.label, c.host, n)
 	}
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	head := []string{"metric", "unit", "median"}
 	if c.compare != "" {
-		fmt.Fprintf(tw, "metric\tunit\tA\tB\tratio A/B\t\n")
-	} else {
-		fmt.Fprintf(tw, "metric\tunit\tmedian\t\n")
+		head = []string{"metric", "unit", "A", "B", "ratio A/B"}
 	}
+	table := [][]string{head}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t", r.Metric, r.Unit, fmtVal(r.A))
+		line := []string{r.Metric, r.Unit, fmtVal(r.A)}
 		if c.compare != "" {
 			ratio := "-"
 			if r.Ratio != nil {
 				ratio = fmt.Sprintf("%.2f", *r.Ratio)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t", fmtVal(r.B), ratio)
+			line = append(line, fmtVal(r.B), ratio)
 		}
-		fmt.Fprintln(tw)
+		table = append(table, line)
 	}
-	tw.Flush()
+	writeTable(w, table)
+}
+
+// writeTable prints rows with the first two columns aligned left and the
+// figures aligned right.
+func writeTable(w io.Writer, rows [][]string) {
+	width := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, cell := range r {
+			width[i] = max(width[i], utf8.RuneCountInString(cell))
+		}
+	}
+	for _, r := range rows {
+		var b strings.Builder
+		for i, cell := range r {
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(cell))
+			if i < 2 {
+				b.WriteString(cell + pad + "  ")
+			} else {
+				b.WriteString("  " + pad + cell)
+			}
+		}
+		fmt.Fprintf(w, "  %s\n", strings.TrimRight(b.String(), " "))
+	}
 }
 
 func fmtVal(v *float64) string {

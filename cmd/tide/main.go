@@ -147,6 +147,7 @@ func coreOptions(m conf.MQTT) core.Options {
 		MaxQueuedMessages:       m.MaxQueuedMessages,
 		QueueFullPolicy:         core.QueueFullPolicy(m.QueueFullPolicy),
 		MaxQueuedQoS0:           m.MaxQueuedQoS0,
+		StallTimeout:            m.StallTimeout.Duration,
 		QueueQoS0:               m.QueueQoS0,
 		TopicAliasMaximum:       m.TopicAliasMaximum,
 		MaxSessionExpiry:        m.MaxSessionExpiry.Duration,
@@ -160,6 +161,9 @@ func coreOptions(m conf.MQTT) core.Options {
 	}
 	if o.SysInterval == 0 {
 		o.SysInterval = -1 // [mqtt] sys_interval = "0s" disables $SYS
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = -1 // "0s" never waits
 	}
 	if o.MaxQueuedMessages == 0 {
 		o.MaxQueuedMessages = -1 // 0 is unlimited in the config
