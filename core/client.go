@@ -38,6 +38,9 @@ type client struct {
 	maxOut      uint32 // largest packet the client accepts (0: no limit)
 	connectedAt time.Time
 	connExpiry  uint32 // session expiry interval asked in CONNECT (v5)
+	// dlMu orders the reader's keep-alive deadlines with the closing one.
+	dlMu    sync.Mutex
+	closing bool
 	// noProblemInfo: the v5 client asked for no reason strings on acks.
 	noProblemInfo bool
 
@@ -71,7 +74,7 @@ func newClient(s *Server, conn net.Conn, ln *listenerState) *client {
 		writerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	c.reader = packet.NewReader(conn)
+	c.reader = packet.NewReader(&deadlineReader{c: c})
 	c.reader.MaxSize = s.opts.MaxPacketSize
 	c.log = s.log.With("remote", conn.RemoteAddr().String(), "listener", ln.opts.Name)
 	return c
@@ -212,7 +215,7 @@ func (c *client) serve() {
 // moment, so that closing does not reset the connection before the client
 // has read our last packets, then closes it.
 func (c *client) drainAndClose() {
-	_ = c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	c.setCloseDeadline(500 * time.Millisecond)
 	var buf [4096]byte
 	for total := 0; total < 256<<10; {
 		n, err := c.conn.Read(buf[:])
@@ -304,11 +307,6 @@ func (c *client) readLoop() error {
 			// Kicked (take-over, shutdown, admin): stop handling packets.
 			return c.closeErr
 		default:
-		}
-		if c.keepAlive > 0 {
-			_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
-		} else {
-			_ = c.conn.SetReadDeadline(time.Time{})
 		}
 		p, size, err := c.reader.ReadPacket()
 		s.stats.BytesReceived.Add(uint64(size))
@@ -445,4 +443,39 @@ func tlsInfo(conn net.Conn) *event.TLS {
 		info.Verified = len(st.VerifiedChains) > 0
 	}
 	return info
+}
+
+// deadlineReader reads from the client's socket and moves the keep-alive
+// read deadline only when it must read from the network, and at most four
+// times a second: setting a deadline for every packet costs more than the
+// packet. The deadline is 1.5 x keep alive after the last read, plus the
+// quarter second of slack, so a client is never cut off early.
+type deadlineReader struct {
+	c    *client
+	last time.Time
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	c := d.c
+	if ka := c.keepAlive; ka > 0 {
+		now := time.Now()
+		if now.Sub(d.last) >= 250*time.Millisecond {
+			d.last = now
+			c.dlMu.Lock()
+			if !c.closing {
+				_ = c.conn.SetReadDeadline(now.Add(ka*3/2 + 250*time.Millisecond))
+			}
+			c.dlMu.Unlock()
+		}
+	}
+	return c.conn.Read(p)
+}
+
+// setCloseDeadline bounds the reader's last wait once the connection is
+// closing; the deadline reader leaves it alone from then on.
+func (c *client) setCloseDeadline(d time.Duration) {
+	c.dlMu.Lock()
+	c.closing = true
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	c.dlMu.Unlock()
 }

@@ -167,9 +167,9 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 		c.connectedAt = time.Now()
 		c.connected.Store(true) // publishes the fields above to other goroutines
 		c.reader.MaxSize = s.opts.MaxPacketSize
-		if c.keepAlive > 0 {
-			_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
-		}
+		// From now on the deadline reader applies the keep alive; without
+		// one, the connect timeout no longer applies either.
+		_ = c.conn.SetReadDeadline(time.Time{})
 		sess.resume(c)
 	})
 	_ = sess

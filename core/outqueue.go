@@ -149,7 +149,7 @@ func (c *client) writeLoop() {
 		// client to close its side. Without half-close, close outright.
 		if hc, ok := c.conn.(interface{ CloseWrite() error }); ok {
 			_ = hc.CloseWrite()
-			_ = c.conn.SetReadDeadline(time.Now().Add(time.Second))
+			c.setCloseDeadline(time.Second)
 		} else {
 			c.conn.Close()
 		}
