@@ -61,6 +61,14 @@ type Sink struct {
 // New returns a sink named name (the [[sink]] name, used in logs) for opts.
 // It validates opts and does no I/O; a nil log discards.
 func New(name string, opts *Options, log *slog.Logger) (*Sink, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return newSink(name, opts, log.With("sink", name, "type", Type))
+}
+
+// newSink is New with a logger that already names the sink.
+func newSink(name string, opts *Options, log *slog.Logger) (*Sink, error) {
 	if opts == nil {
 		return nil, errors.New("elasticsearch: nil options")
 	}
@@ -71,7 +79,7 @@ func New(name string, opts *Options, log *slog.Logger) (*Sink, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ix, _ := newIndexer(opts.Index, opts.CreateTemplate)
-	s := &Sink{name: name, opts: *opts, ix: ix, log: log.With("sink", name, "type", Type)}
+	s := &Sink{name: name, opts: *opts, ix: ix, log: log}
 	s.opts.Addresses = append([]string(nil), opts.Addresses...)
 	s.warn.every = 10 * time.Second
 	return s, nil

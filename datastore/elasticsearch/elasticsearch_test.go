@@ -33,7 +33,7 @@ const wantTemplate = `{"_meta":{"description":"MQTT messages stored by Tide's el
 func TestConnectInstallsTemplate(t *testing.T) {
 	t.Parallel()
 	srv := estest.New(t)
-	s := newSink(t, srv, nil)
+	s := openSink(t, srv, nil)
 	got, ok := srv.Template("tide-mqtt")
 	if !ok {
 		t.Fatalf("template tide-mqtt: not installed")
@@ -69,7 +69,7 @@ func TestConnectInstallsTemplate(t *testing.T) {
 
 	// create_template = false leaves templates alone.
 	srv2 := estest.New(t)
-	newSink(t, srv2, func(o *Options) { o.CreateTemplate = false })
+	openSink(t, srv2, func(o *Options) { o.CreateTemplate = false })
 	if _, ok := srv2.Template("tide-mqtt"); ok {
 		t.Errorf("create_template = false: a template was installed")
 	}
@@ -78,7 +78,7 @@ func TestConnectInstallsTemplate(t *testing.T) {
 func TestWriteSendsOneExactBulkRequest(t *testing.T) {
 	t.Parallel()
 	srv := estest.New(t)
-	s := newSink(t, srv, nil)
+	s := openSink(t, srv, nil)
 	batch := []datastore.Record{
 		{
 			ID: "m-1", Time: day, Topic: "home/<kitchen>&co", ClientID: "c1", Username: "alice", QoS: 2, Retain: true,
@@ -136,7 +136,7 @@ func TestWriteSendsOneExactBulkRequest(t *testing.T) {
 func TestReplayCreatesNothingTwice(t *testing.T) {
 	t.Parallel()
 	srv := estest.New(t)
-	s := newSink(t, srv, nil)
+	s := openSink(t, srv, nil)
 	batch := makeRecords("r", 8)
 	for i := 0; i < 3; i++ {
 		if err := write(t, s, batch); err != nil {
@@ -167,7 +167,7 @@ func TestReplayCreatesNothingTwice(t *testing.T) {
 func TestItemFailures(t *testing.T) {
 	t.Parallel()
 	srv := estest.New(t)
-	s := newSink(t, srv, nil)
+	s := openSink(t, srv, nil)
 	srv.FailItems(func(action, index, id string, doc []byte) (int, string, string) {
 		switch id {
 		case "f-001":
@@ -242,7 +242,7 @@ func TestWholeRequestFailures(t *testing.T) {
 		{413, true, "status 413"},
 	} {
 		srv := estest.New(t)
-		s := newSink(t, srv, nil)
+		s := openSink(t, srv, nil)
 		srv.FailRequests(1, tc.status)
 		err := write(t, s, makeRecords("w", 3))
 		if err == nil || datastore.IsPermanent(err) != tc.permanent || !strings.Contains(err.Error(), tc.reason) {
@@ -262,7 +262,7 @@ func TestWholeRequestFailures(t *testing.T) {
 func TestDroppedConnectionIsTemporary(t *testing.T) {
 	t.Parallel()
 	srv := estest.New(t)
-	s := newSink(t, srv, nil)
+	s := openSink(t, srv, nil)
 	srv.DropConnections(1)
 	err := write(t, s, makeRecords("d", 3))
 	if err == nil || datastore.IsPermanent(err) {
@@ -282,7 +282,7 @@ func TestDroppedConnectionIsTemporary(t *testing.T) {
 func TestSlowResponseHonoursDeadline(t *testing.T) {
 	t.Parallel()
 	srv := estest.New(t)
-	s := newSink(t, srv, nil)
+	s := openSink(t, srv, nil)
 	srv.SetLatency(5 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -303,7 +303,7 @@ func TestSlowResponseHonoursDeadline(t *testing.T) {
 func TestSearchTermsWithAvg(t *testing.T) {
 	t.Parallel()
 	srv := estest.New(t)
-	s := newSink(t, srv, nil)
+	s := openSink(t, srv, nil)
 	if err := write(t, s, makeRecords("q", 6)); err != nil { // temps 20.5 .. 25.5, topics alternate
 		t.Fatalf("Write: %v", err)
 	}
@@ -353,7 +353,7 @@ func TestAuth(t *testing.T) {
 	t.Parallel()
 	srv := estest.New(t)
 	srv.RequireBasicAuth("tide", "s3cret")
-	s := newSink(t, srv, func(o *Options) { o.Username, o.Password = "tide", "s3cret" })
+	s := openSink(t, srv, func(o *Options) { o.Username, o.Password = "tide", "s3cret" })
 	if err := write(t, s, makeRecords("a", 2)); err != nil {
 		t.Errorf("Write with basic auth: %v", err)
 	}
@@ -368,7 +368,7 @@ func TestAuth(t *testing.T) {
 
 	keyed := estest.New(t)
 	keyed.RequireAPIKey("aWQ6a2V5")
-	k := newSink(t, keyed, func(o *Options) { o.APIKey = "aWQ6a2V5" })
+	k := openSink(t, keyed, func(o *Options) { o.APIKey = "aWQ6a2V5" })
 	if err := write(t, k, makeRecords("k", 2)); err != nil {
 		t.Errorf("Write with an API key: %v", err)
 	}
@@ -592,5 +592,23 @@ sinks = ["search", "broken"]
 	}
 	if o.Index != "mqtt-2006.01.02" || o.Template != "tide-mqtt" || !o.CreateTemplate || o.APIKey != "aWQ6a2V5" {
 		t.Errorf("decoded options: got %+v, want the api key and the defaults", o)
+	}
+}
+
+func TestRegistered(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Addresses = []string{"http://localhost:9200"}
+	s, err := datastore.NewSink(Type, "search", opts, datastore.Env{})
+	if err != nil {
+		t.Fatalf("NewSink: %v", err)
+	}
+	if _, ok := s.(datastore.Searcher); !ok {
+		t.Errorf("NewSink: %T is not a datastore.Searcher", s)
+	}
+	if _, err := datastore.NewSink(Type, "search", nil, datastore.Env{}); err == nil || !strings.Contains(err.Error(), "addresses: missing") {
+		t.Errorf("NewSink without settings: got %v, want the missing addresses", err)
+	}
+	if _, err := datastore.NewSink(Type, "search", struct{}{}, datastore.Env{}); err == nil {
+		t.Errorf("NewSink with foreign settings: got nil, want an error")
 	}
 }

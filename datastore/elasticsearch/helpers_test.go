@@ -23,9 +23,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// newSink returns a sink on srv, connected unless edit says otherwise
-// through its options, and closed at the end of the test.
-func newSink(tb testing.TB, srv *estest.Server, edit func(*Options)) *Sink {
+// openSink returns a connected sink on srv, with options edited by edit,
+// closed at the end of the test.
+func openSink(tb testing.TB, srv *estest.Server, edit func(*Options)) *Sink {
 	tb.Helper()
 	s := unconnected(tb, srv.URL, edit)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidemq/tide/conf"
+	"github.com/tidemq/tide/datastore"
 )
 
 // Type is the sink type name used in [[sink]] tables.
@@ -14,6 +15,21 @@ const Type = "elasticsearch"
 
 func init() {
 	conf.RegisterSinkOptions(Type, func() any { return DefaultOptions() })
+	datastore.Register(Type, factory)
+}
+
+// factory builds a sink from the Options conf decoded (nil: the defaults).
+func factory(name string, settings any, env datastore.Env) (datastore.Sink, error) {
+	opts := DefaultOptions()
+	switch o := settings.(type) {
+	case nil:
+	case *Options:
+		opts = o
+	default:
+		return nil, fmt.Errorf("%s: options of type %T, want *%s.Options", Type, settings, Type)
+	}
+	// env.Log already names the sink.
+	return newSink(name, opts, env.Log.With("type", Type))
 }
 
 // Options are the keys of a [[sink]] table of type "elasticsearch".

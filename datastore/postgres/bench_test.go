@@ -58,7 +58,7 @@ func benchWrite(b *testing.B, batchSize int, rtt time.Duration, write func(s *Si
 		host, port := px.addr()
 		dsn = withHost(b, dsn, host, port)
 	}
-	s := newSink(b, dsn, nil)
+	s := openSink(b, dsn, nil)
 	name := strings.ReplaceAll(b.Name(), "/", "-")
 	ctx := context.Background()
 	batches := make([][]datastore.Record, b.N)

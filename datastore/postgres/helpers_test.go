@@ -121,8 +121,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// newSink returns a connected sink on dsn, closed at the end of the test.
-func newSink(tb testing.TB, dsn string, edit func(*Options)) *Sink {
+// openSink returns a connected sink on dsn, closed at the end of the test.
+func openSink(tb testing.TB, dsn string, edit func(*Options)) *Sink {
 	tb.Helper()
 	opts := DefaultOptions()
 	opts.DSN = dsn

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tidemq/tide/conf"
+	"github.com/tidemq/tide/datastore"
 )
 
 // Type is the sink type name used in [[sink]] tables.
@@ -16,6 +17,21 @@ const Type = "postgres"
 
 func init() {
 	conf.RegisterSinkOptions(Type, func() any { return DefaultOptions() })
+	datastore.Register(Type, factory)
+}
+
+// factory builds a sink from the Options conf decoded (nil: the defaults).
+func factory(name string, settings any, env datastore.Env) (datastore.Sink, error) {
+	opts := DefaultOptions()
+	switch o := settings.(type) {
+	case nil:
+	case *Options:
+		opts = o
+	default:
+		return nil, fmt.Errorf("%s: options of type %T, want *%s.Options", Type, settings, Type)
+	}
+	// env.Log already names the sink.
+	return newSink(name, opts, env.Log.With("type", Type))
 }
 
 // Options are the keys of a [[sink]] table of type "postgres".

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -152,14 +153,12 @@ func (p *proxy) closeAll() {
 	}
 }
 
-// TestOutage drives a steady stream of records through the sink while the
-// connection to PostgreSQL is cut twice, for a few seconds each, and replies
-// are lost once, and checks afterwards that every record is in the table
-// exactly once: writes that failed were retried, and writes that the server
+// TestOutage drives a steady stream of records through a datastore Runner
+// and the sink while the connection to PostgreSQL is cut twice, for a few
+// seconds each, and replies are lost once, and checks afterwards that every
+// record is in the table exactly once: writes that failed were retried (from
+// memory, then from the Runner's disk spool), and writes that the server
 // committed but could not acknowledge were not stored twice.
-//
-// Until the datastore Runner exists, a small retry loop stands in for it:
-// the same batch is retried until it succeeds, as the Runner does.
 func TestOutage(t *testing.T) {
 	t.Parallel()
 	dsn, _ := testSchema(t)
@@ -169,16 +168,35 @@ func TestOutage(t *testing.T) {
 	}
 	px := newProxy(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
 	host, port := px.addr()
-	s := newSink(t, withParam(t, withHost(t, dsn, host, port), "connect_timeout", "2"), nil)
-	direct := newSink(t, dsn, nil) // to look behind the proxy's back
+	direct := openSink(t, dsn, nil) // to look behind the proxy's back
+	opts := DefaultOptions()
+	opts.DSN = withParam(t, withHost(t, dsn, host, port), "connect_timeout", "2")
+	pg, err := New("pg-outage", opts, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &watched{Sink: pg, direct: direct}
+	dir := t.TempDir()
+	runner, err := datastore.NewRunner(sink, datastore.RunnerOptions{
+		Name: "pg-outage", Type: Type, BatchSize: 100, FlushInterval: 20 * time.Millisecond,
+		RetryInitial: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, WriteTimeout: 3 * time.Second,
+		SpoolDir: filepath.Join(dir, "spool"), SpoolAfter: time.Second, DeadLetter: filepath.Join(dir, "dead.ndjson"),
+		Log: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := runner.Close(ctx); err != nil {
+			t.Errorf("Runner.Close: %v", err)
+		}
+	})
 
-	// The producer makes one record every millisecond; the writer takes
-	// whatever is pending, up to 100, and retries it until it is stored.
-	var (
-		mu      sync.Mutex
-		pending []datastore.Record
-		made    int
-	)
+	// The producer offers one record every millisecond, as the broker's
+	// router would.
+	var made atomic.Int64
 	stop := make(chan struct{})
 	var producer sync.WaitGroup
 	producer.Add(1)
@@ -191,71 +209,15 @@ func TestOutage(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				mu.Lock()
 				r := makeRecords("outage", 1)[0]
-				r.ID = fmt.Sprintf("outage-%06d", made)
+				r.ID = fmt.Sprintf("outage-%06d", made.Load())
 				r.Time = time.Now()
-				pending = append(pending, r)
-				made++
-				mu.Unlock()
+				if err := runner.Accept(context.Background(), r); err != nil {
+					t.Errorf("Accept: %v", err)
+					return
+				}
+				made.Add(1)
 			}
-		}
-	}()
-
-	var failures, unacked atomic.Int64
-	written := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		defer close(written)
-		for {
-			mu.Lock()
-			n := min(len(pending), 100)
-			batch := append([]datastore.Record(nil), pending[:n]...)
-			mu.Unlock()
-			if n == 0 {
-				select {
-				case <-stop:
-					mu.Lock()
-					left := len(pending)
-					mu.Unlock()
-					if left == 0 {
-						return
-					}
-				case <-ctx.Done():
-					return
-				case <-time.After(5 * time.Millisecond):
-				}
-				continue
-			}
-			for attempt := 0; ; attempt++ {
-				wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
-				err := s.Write(wctx, batch)
-				wcancel()
-				if err == nil {
-					break
-				}
-				if ctx.Err() != nil {
-					return
-				}
-				var pe *datastore.PartialError
-				if datastore.IsPermanent(err) || errors.As(err, &pe) {
-					t.Errorf("Write: got %v, want only temporary errors during an outage", err)
-					return
-				}
-				failures.Add(1)
-				if attempt == 0 && committed(ctx, direct, batch) {
-					unacked.Add(1) // the retry must now insert nothing
-				}
-				select { // the Runner's back-off, shortened
-				case <-time.After(50 * time.Millisecond):
-				case <-ctx.Done():
-					return
-				}
-			}
-			mu.Lock()
-			pending = pending[n:]
-			mu.Unlock()
 		}
 	}()
 
@@ -272,29 +234,92 @@ func TestOutage(t *testing.T) {
 	}
 	close(stop)
 	producer.Wait()
+	n := made.Load()
 
-	select {
-	case <-written:
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("the writer did not drain its backlog within 30s of the last restore")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := queryOne(t, direct, "SELECT count(DISTINCT id) AS ids FROM mqtt_messages")["ids"]
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after the last restore: %v of %d records stored; runner: %+v", got, n, runner.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if t.Failed() {
-		return
-	}
-	if failures.Load() == 0 || px.cuts.Load() == 0 || unacked.Load() == 0 {
-		t.Fatalf("the outage was not exercised: %d failed writes, %d connections cut, %d committed but unacknowledged",
-			failures.Load(), px.cuts.Load(), unacked.Load())
-	}
-	got := queryOne(t, s, `SELECT count(*) AS n, count(DISTINCT id) AS ids, min(id) AS first, max(id) AS last FROM mqtt_messages`)
-	want := map[string]any{"n": int64(made), "ids": int64(made), "first": "outage-000000", "last": fmt.Sprintf("outage-%06d", made-1)}
+	got := queryOne(t, direct, `SELECT count(*) AS n, min(id) AS first, max(id) AS last FROM mqtt_messages`)
+	want := map[string]any{"n": n, "first": "outage-000000", "last": fmt.Sprintf("outage-%06d", n-1)}
 	for k, w := range want {
 		if got[k] != w {
 			t.Errorf("%s: got %v, want %v", k, got[k], w)
 		}
 	}
-	t.Logf("%d records, %d failed writes retried (%d of them committed but unacknowledged), %d connections cut, %d reply bytes lost",
-		made, failures.Load(), unacked.Load(), px.cuts.Load(), px.dropped.Load())
+	st := runner.Stats()
+	if st.Dropped != 0 || st.DeadLettered != 0 || st.Refused != 0 {
+		t.Errorf("runner: %d dropped, %d dead-lettered, %d refused; want none", st.Dropped, st.DeadLettered, st.Refused)
+	}
+	// Whether a write is in flight when the replies start to be lost
+	// depends on timing; TestLostAcknowledgement makes sure of that case.
+	if st.Retried == 0 || px.cuts.Load() == 0 {
+		t.Errorf("the outage was not exercised: %d records retried, %d connections cut", st.Retried, px.cuts.Load())
+	}
+	t.Logf("%d records; runner: %d batches, %d retried, %d spooled, %d replayed; %d writes committed but unacknowledged; %d connections cut",
+		n, st.Batches, st.Retried, st.Spooled, st.Replayed, sink.unacked.Load(), px.cuts.Load())
+}
+
+// TestLostAcknowledgement commits a write whose reply never arrives, and
+// checks that the retry the Runner would make stores nothing twice.
+func TestLostAcknowledgement(t *testing.T) {
+	t.Parallel()
+	dsn, _ := testSchema(t)
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+	host, port := px.addr()
+	direct := openSink(t, dsn, nil)
+	s := openSink(t, withHost(t, dsn, host, port), nil)
+	if err := write(t, s, makeRecords("a", 10)); err != nil { // leaves an idle connection in the pool
+		t.Fatalf("first Write: %v", err)
+	}
+	batch := makeRecords("b", 50)
+	px.mute()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	err = s.Write(ctx, batch)
+	cancel()
+	if err == nil || datastore.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Write without replies: got %v, want a temporary error wrapping context.DeadlineExceeded", err)
+	}
+	if !committed(context.Background(), direct, batch) {
+		t.Fatalf("the server did not commit the write whose reply was lost: the test proves nothing")
+	}
+	px.restore()
+	if err := write(t, s, batch); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	got := queryOne(t, direct, "SELECT count(*) AS n, count(*) FILTER (WHERE id LIKE 'b-%') AS b FROM mqtt_messages")
+	if got["n"] != int64(60) || got["b"] != int64(50) {
+		t.Errorf("rows: got %v, want 60 in all and 50 of the retried batch", got)
+	}
+}
+
+// watched is the sink as the Runner sees it, counting the failed writes
+// whose records were all stored nonetheless: the server committed them and
+// the acknowledgement was lost, so the Runner's retry must insert nothing.
+type watched struct {
+	*Sink
+	direct  *Sink
+	unacked atomic.Int64
+}
+
+func (w *watched) Write(ctx context.Context, batch []datastore.Record) error {
+	err := w.Sink.Write(ctx, batch)
+	var pe *datastore.PartialError
+	if err != nil && !errors.As(err, &pe) && committed(context.Background(), w.direct, batch) {
+		w.unacked.Add(1)
+	}
+	return err
 }
 
 // committed reports whether every record of batch is in the table already.

@@ -57,6 +57,14 @@ type Sink struct {
 // New returns a sink named name (the [[sink]] name, used in logs) for opts.
 // It validates opts and does no I/O; a nil log discards.
 func New(name string, opts *Options, log *slog.Logger) (*Sink, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return newSink(name, opts, log.With("sink", name, "type", Type))
+}
+
+// newSink is New with a logger that already names the sink.
+func newSink(name string, opts *Options, log *slog.Logger) (*Sink, error) {
 	if opts == nil {
 		return nil, errors.New("postgres: nil options")
 	}
@@ -77,7 +85,7 @@ func New(name string, opts *Options, log *slog.Logger) (*Sink, error) {
 	s := &Sink{
 		name:  name,
 		opts:  *opts,
-		log:   log.With("sink", name, "type", Type),
+		log:   log,
 		table: table,
 		cfg:   cfg,
 	}

@@ -18,7 +18,7 @@ import (
 func TestConnectCreatesTableAndIndex(t *testing.T) {
 	t.Parallel()
 	dsn, schema := testSchema(t)
-	s := newSink(t, dsn, nil)
+	s := openSink(t, dsn, nil)
 	// A second Connect (the Runner reconnecting) finds everything in place.
 	if err := s.Connect(context.Background()); err != nil {
 		t.Fatalf("second Connect: %v", err)
@@ -52,7 +52,7 @@ func TestConnectCreatesTableAndIndex(t *testing.T) {
 func TestSchemaQualifiedTable(t *testing.T) {
 	t.Parallel()
 	_, schema := testSchema(t)
-	s := newSink(t, baseDSN(t), func(o *Options) { o.Table = schema + ".archive" })
+	s := openSink(t, baseDSN(t), func(o *Options) { o.Table = schema + ".archive" })
 	if err := write(t, s, makeRecords("q", 3)); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
@@ -64,7 +64,7 @@ func TestSchemaQualifiedTable(t *testing.T) {
 func TestConnectRefusesUnusableTable(t *testing.T) {
 	t.Parallel()
 	dsn, _ := testSchema(t)
-	admin := newSink(t, dsn, func(o *Options) { o.Table = "other" })
+	admin := openSink(t, dsn, func(o *Options) { o.Table = "other" })
 	pool := admin.pool.Load()
 	if _, err := pool.Exec(context.Background(), "CREATE TABLE mqtt_messages (id integer)"); err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestConnectRefusesUnusableTable(t *testing.T) {
 func TestWriteReplayInsertsNothingTwice(t *testing.T) {
 	t.Parallel()
 	dsn, _ := testSchema(t)
-	s := newSink(t, dsn, nil)
+	s := openSink(t, dsn, nil)
 	batch := makeRecords("r", 200)
 	for i := 0; i < 3; i++ {
 		if err := write(t, s, batch); err != nil {
@@ -115,7 +115,7 @@ func TestWriteReplayInsertsNothingTwice(t *testing.T) {
 func TestRecordRoundTripAndJSONQueries(t *testing.T) {
 	t.Parallel()
 	dsn, _ := testSchema(t)
-	s := newSink(t, dsn, nil)
+	s := openSink(t, dsn, nil)
 	recs := makeRecords("j", 10)
 	plain := datastore.Record{ID: "plain", Time: recs[0].Time, Topic: "raw/bytes", ClientID: "c", Payload: []byte{0, 1, 0xff}}
 	empty := datastore.Record{ID: "empty", Time: recs[0].Time, Topic: "raw/empty", ClientID: "c"}
@@ -167,7 +167,7 @@ func TestRecordRoundTripAndJSONQueries(t *testing.T) {
 func TestBadRecordsAreIsolated(t *testing.T) {
 	t.Parallel()
 	dsn, _ := testSchema(t)
-	s := newSink(t, dsn, nil)
+	s := openSink(t, dsn, nil)
 	batch := makeRecords("b", 50)
 	batch[17].JSON = []byte(`{"temp":`)                         // 22P02 invalid input syntax for type json
 	batch[33].Extra = map[string]any{"note": "nul\x00byte"}     // 22P05 \u0000 cannot be converted to text
@@ -205,7 +205,7 @@ func TestBadRecordsAreIsolated(t *testing.T) {
 func TestQuery(t *testing.T) {
 	t.Parallel()
 	dsn, _ := testSchema(t)
-	s := newSink(t, dsn, func(o *Options) { o.QueryMaxRows = 20 })
+	s := openSink(t, dsn, func(o *Options) { o.QueryMaxRows = 20 })
 	if err := write(t, s, makeRecords("q", 12)); err != nil {
 		t.Fatal(err)
 	}
@@ -424,5 +424,26 @@ func TestClassify(t *testing.T) {
 		if got := classify(tc.err); got != tc.want {
 			t.Errorf("classify(%v): got %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+func TestRegistered(t *testing.T) {
+	opts := DefaultOptions()
+	opts.DSN = "postgres://tide@localhost/tide"
+	s, err := datastore.NewSink(Type, "archive", opts, datastore.Env{})
+	if err != nil {
+		t.Fatalf("NewSink: %v", err)
+	}
+	if _, ok := s.(*Sink); !ok {
+		t.Errorf("NewSink: got %T, want *postgres.Sink", s)
+	}
+	if _, ok := s.(datastore.Querier); !ok {
+		t.Errorf("NewSink: %T is not a datastore.Querier", s)
+	}
+	if _, err := datastore.NewSink(Type, "archive", nil, datastore.Env{}); err == nil || !strings.Contains(err.Error(), "dsn: missing") {
+		t.Errorf("NewSink without settings: got %v, want the missing dsn", err)
+	}
+	if _, err := datastore.NewSink(Type, "archive", struct{}{}, datastore.Env{}); err == nil {
+		t.Errorf("NewSink with foreign settings: got nil, want an error")
 	}
 }
