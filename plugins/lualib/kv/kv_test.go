@@ -68,7 +68,12 @@ func TestTTL(t *testing.T) {
 	if got := run(t, s, `return kv.get("k"), kv.del("w")`); got != "nil false" {
 		t.Errorf("after 2.5s: %s, want nil false", got)
 	}
-	if err := func() error { L := lua.NewState(); defer L.Close(); L.PreloadModule(Name, s.Loader); return L.DoString(`require("kv").set("k", "v", -1)`) }(); err == nil || !strings.Contains(err.Error(), "ttl") {
+	if err := func() error {
+		L := lua.NewState()
+		defer L.Close()
+		L.PreloadModule(Name, s.Loader)
+		return L.DoString(`require("kv").set("k", "v", -1)`)
+	}(); err == nil || !strings.Contains(err.Error(), "ttl") {
 		t.Errorf("negative ttl: %v, want an error about ttl", err)
 	}
 }
