@@ -322,6 +322,8 @@ func (s *Server) attach(c *client, expiry uint32, ready func(*session, bool)) (*
 				}
 				old.clearState()
 				old.ended = true
+				old.deleteRecord()
+				old.flushOps(nil)
 				old.mu.Unlock()
 				s.sessions.Delete(c.id)
 				s.nSess.Add(-1)
@@ -339,7 +341,10 @@ func (s *Server) attach(c *client, expiry uint32, ready func(*session, bool)) (*
 		sess.conn = c
 		sess.online.Store(true)
 		sess.expiry = expiry
+		sess.disconnected = time.Time{}
+		sess.saveSession(c.will, c.willDelay)
 		ready(sess, present)
+		sess.flushOps(nil)
 		sess.mu.Unlock()
 		s.mu.Unlock()
 		for _, m := range toPublish {
@@ -409,6 +414,8 @@ func (c *client) finish(reason error) {
 		if !sess.ended {
 			sess.clearState()
 			sess.ended = true
+			sess.deleteRecord()
+			sess.flushOps(nil)
 			if v, ok := s.sessions.Load(c.id); ok && v.(*session) == sess {
 				s.sessions.Delete(c.id)
 				s.nSess.Add(-1)
@@ -433,6 +440,9 @@ func (c *client) finish(reason error) {
 		if sess.expiry != neverExpire {
 			sess.expiryTime = time.AfterFunc(time.Duration(sess.expiry)*time.Second, func() { s.expireSession(sess) })
 		}
+		sess.disconnected = time.Now()
+		sess.saveSession(sess.will, c.willDelay)
+		sess.flushOps(nil)
 	}
 	sess.mu.Unlock()
 	s.mu.Unlock()
@@ -443,12 +453,19 @@ func (c *client) finish(reason error) {
 
 // fireWill publishes a delayed will if the client has not come back.
 func (s *Server) fireWill(sess *session) {
+	if s.closing.Load() {
+		return // the stored session keeps the will for the next start
+	}
 	sess.mu.Lock()
 	w := sess.will
 	sess.will = nil
 	sess.willTimer = nil
 	if sess.conn != nil {
 		w = nil
+	}
+	if w != nil && !sess.ended {
+		sess.saveSession(nil, 0)
+		sess.flushOps(nil)
 	}
 	sess.mu.Unlock()
 	if w != nil {
@@ -459,6 +476,9 @@ func (s *Server) fireWill(sess *session) {
 // expireSession ends an offline session whose expiry interval passed; a
 // will still waiting for its delay is published now [MQTT-3.1.3-9].
 func (s *Server) expireSession(sess *session) {
+	if s.closing.Load() {
+		return
+	}
 	s.mu.Lock()
 	sess.mu.Lock()
 	if sess.conn != nil || sess.ended {
@@ -474,6 +494,8 @@ func (s *Server) expireSession(sess *session) {
 	}
 	sess.clearState()
 	sess.ended = true
+	sess.deleteRecord()
+	sess.flushOps(nil)
 	if v, ok := s.sessions.Load(sess.id); ok && v.(*session) == sess {
 		s.sessions.Delete(sess.id)
 		s.nSess.Add(-1)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidemq/tide/core/event"
 	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/persist"
 	"github.com/tidemq/tide/core/topic"
 )
 
@@ -132,38 +133,59 @@ func (c *client) handlePublish(p *packet.Publish) error {
 			}
 		}
 	}
-	n := s.publish(m, c)
+	n, ops := s.publishOps(m, c)
 	code := packet.Success
 	if n == 0 {
 		code = packet.NoMatchingSubscribers
 	}
-	c.ackPublish(p, code, "")
+	c.ackPublishDurable(p, code, "", ops)
 	return nil
 }
 
 // ackPublish sends PUBACK or PUBREC for p. MQTT 3 clients cannot be told of
 // a refusal, so they get a plain acknowledgement.
 func (c *client) ackPublish(p *packet.Publish, code packet.ReasonCode, why string) {
-	if p.QoS == 0 {
-		return
-	}
+	c.ackPublishDurable(p, code, why, nil)
+}
+
+// ackPublishDurable submits the writes of a routed publish (ops) with the
+// inbound QoS 2 id as one group, and acknowledges once they are durable when
+// persistence syncs always.
+func (c *client) ackPublishDurable(p *packet.Publish, code packet.ReasonCode, why string, ops []persist.Op) {
+	s := c.srv
 	if c.version != packet.V5 {
 		code = packet.Success
 	}
-	ack := &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code}
-	if code.IsError() && !c.noProblemInfo { // [MQTT-3.1.2-29]
-		ack.Props.ReasonString = why
+	var ack *packet.Ack
+	if p.QoS > 0 {
+		ack = &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code}
+		if code.IsError() && !c.noProblemInfo { // [MQTT-3.1.2-29]
+			ack.Props.ReasonString = why
+		}
 	}
 	if p.QoS == 2 {
 		ack.Kind = packet.PUBREC
 		if !code.IsError() {
 			// Remember the id so a resend is not routed again and PUBREL completes.
-			c.sess.mu.Lock()
-			c.sess.inQoS2[p.PacketID] = struct{}{}
-			c.sess.mu.Unlock()
+			ss := c.sess
+			ss.mu.Lock()
+			ss.inQoS2[p.PacketID] = struct{}{}
+			if ss.persistent() {
+				ops = append(ops, persist.Op{Kind: persist.PutInbound, Session: ss.id, PID: p.PacketID})
+			}
+			ss.mu.Unlock()
 		}
 	}
-	c.sendControl(ack)
+	if len(ops) > 0 && s.journal != nil {
+		s.journal.Submit(ops...)
+		if ack != nil && s.syncAlways {
+			s.journal.AfterCommit(func() { c.sendControl(ack) })
+			return
+		}
+	}
+	if ack != nil {
+		c.sendControl(ack)
+	}
 }
 
 // ErrInvalidTopic is returned by Publish for a topic that is not a valid
@@ -190,6 +212,16 @@ func (s *Server) Publish(m Message) (int, error) {
 // publish stores a retained message and routes m to every matching
 // subscription. from is the publishing client (for no-local), or nil.
 func (s *Server) publish(m *Message, from *client) int {
+	n, ops := s.publishOps(m, from)
+	if len(ops) > 0 && s.journal != nil {
+		s.journal.Submit(ops...)
+	}
+	return n
+}
+
+// publishOps routes m and returns the writes it caused, for the caller to
+// submit as one group with its own.
+func (s *Server) publishOps(m *Message, from *client) (int, []persist.Op) {
 	if s.bus.Wants(event.Publish) {
 		if m.ID == "" {
 			m.ID = event.NewID()
@@ -200,25 +232,38 @@ func (s *Server) publish(m *Message, from *client) int {
 		}
 		s.bus.Emit(&event.Event{Kind: event.Publish, Time: m.Received, Client: ci, Message: m.eventMessage()})
 	}
+	r := s.routePool.Get().(*router)
 	if m.Retain {
 		if len(m.Payload) == 0 { // [MQTT-3.3.1-6] [MQTT-3.3.1-7]
-			s.retained.Delete(m.Topic)
+			if s.retained.Delete(m.Topic) && s.journal != nil {
+				r.ops = append(r.ops, persist.Op{Kind: persist.DelRetained, Topic: m.Topic})
+			}
 		} else {
 			s.retained.Set(m.Topic, m)
+			if s.journal != nil {
+				if m.ID == "" {
+					m.ID = event.NewID()
+				}
+				r.ops = append(r.ops, persist.Op{Kind: persist.PutRetained, Topic: m.Topic, Retained: toPersist(m)})
+			}
 		}
 	}
-	r := s.routePool.Get().(*router)
 	n := r.route(s, m, from)
+	var ops []persist.Op
+	if len(r.ops) > 0 {
+		ops = append(ops, r.ops...)
+	}
 	r.reset()
 	s.routePool.Put(r)
 	if n == 0 {
 		s.stats.DroppedNoRoute.Add(1)
 	}
-	return n
+	return n, ops
 }
 
 // router is the scratch space of one routing pass, pooled.
 type router struct {
+	ops     []persist.Op
 	from    *client
 	m       topic.Matches
 	targets []target
@@ -241,6 +286,8 @@ func (r *router) reset() {
 	clear(r.idx)
 	r.msg = nil
 	r.from = nil
+	clear(r.ops)
+	r.ops = r.ops[:0]
 	r.enc = [2][3][2][]byte{}
 }
 

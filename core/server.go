@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tidemq/tide/core/event"
+	"github.com/tidemq/tide/core/persist"
 	"github.com/tidemq/tide/core/topic"
 )
 
@@ -57,6 +58,10 @@ type Server struct {
 
 	sysMu      sync.Mutex
 	sysSources []SysSource
+
+	// journal writes durable state (nil: persistence disabled); see Restore.
+	journal    *persist.Journal
+	syncAlways bool
 }
 
 type listenerState struct {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/persist"
 	"github.com/tidemq/tide/core/topic"
 )
 
@@ -19,6 +20,8 @@ type delivery struct {
 	qos    byte
 	retain bool
 	subIDs []uint32
+	// seq orders the session's stored queue entries (0: not stored).
+	seq uint64
 }
 
 // Outbound QoS 1/2 states.
@@ -73,6 +76,17 @@ type session struct {
 	// client that made a publisher wait in vain.
 	room chan struct{}
 	slow bool
+
+	// Persistence (see durable.go). ops collects the writes of the current
+	// operation; stored says a session record exists; nextSeq numbers queue
+	// entries; diskOnly entries from diskNext on are on disk and not in
+	// pending (an offline session's queue stays on disk).
+	ops          []persist.Op
+	stored       bool
+	nextSeq      uint64
+	diskOnly     int
+	diskNext     uint64
+	disconnected time.Time
 }
 
 func newSession(srv *Server, id string) *session {
@@ -106,22 +120,54 @@ func (ss *session) popPending() (delivery, bool) {
 	return d, true
 }
 
-// queue appends d to the pending queue under the queue limit and policy.
-// The caller holds ss.mu.
+// queue appends d to the queue under the queue limit and policy. Stored
+// sessions write the entry; while offline (or still draining a backlog) it
+// stays on disk only. The caller holds ss.mu.
 func (ss *session) queue(d delivery) {
 	srv := ss.srv
 	max := srv.opts.MaxQueuedMessages
-	if max > 0 && ss.pendingLen() >= max {
+	if max > 0 && ss.queuedLen() >= max {
 		srv.stats.DroppedQueueFull.Add(1)
 		if srv.opts.QueueFullPolicy == DropOldest {
-			old, _ := ss.popPending()
-			srv.logDrop("session queue full (drop_oldest)", ss.id, old.msg.Topic)
+			ss.dropOldest()
 		} else {
 			srv.logDrop("session queue full (drop_new)", ss.id, d.msg.Topic)
 			return
 		}
 	}
+	if ss.persistent() {
+		d.seq = ss.nextSeq
+		ss.nextSeq++
+		ss.emit(persist.Op{Kind: persist.PutEntry, Entry: entryOf(d, 0, persist.Queued)})
+		if ss.conn == nil || ss.diskOnly > 0 {
+			if ss.diskOnly == 0 {
+				ss.diskNext = d.seq
+			}
+			ss.diskOnly++
+			return
+		}
+	}
 	ss.pending = append(ss.pending, d)
+}
+
+// queuedLen counts the queued messages, in memory and on disk.
+func (ss *session) queuedLen() int { return ss.pendingLen() + ss.diskOnly }
+
+// dropOldest makes room under the drop_oldest policy. Caller holds ss.mu.
+func (ss *session) dropOldest() {
+	if d, ok := ss.popPending(); ok {
+		if d.seq != 0 {
+			ss.emit(persist.Op{Kind: persist.DelEntry, Seq: d.seq})
+		}
+		ss.srv.logDrop("session queue full (drop_oldest)", ss.id, d.msg.Topic)
+		return
+	}
+	if ss.diskOnly > 0 {
+		ss.emit(persist.Op{Kind: persist.DelEntry, Seq: ss.diskNext})
+		ss.diskNext++
+		ss.diskOnly--
+		ss.srv.logDrop("session queue full (drop_oldest)", ss.id, "")
+	}
 }
 
 // allocPID returns a packet identifier not in use by an outbound message.
@@ -154,6 +200,7 @@ func (ss *session) deliverRouted(d delivery, r *router) {
 		if c == nil {
 			if srv.opts.QueueQoS0 && ss.expiry > 0 && !ss.ended {
 				ss.queue(d)
+				ss.flushOps(r)
 			} else {
 				srv.stats.DroppedOfflineQoS0.Add(1)
 			}
@@ -170,12 +217,13 @@ func (ss *session) deliverRouted(d delivery, r *router) {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	defer ss.flushOps(r)
 	ss.waitRoom(from)
 	if ss.ended {
 		return
 	}
 	c := ss.conn
-	if c == nil || ss.pendingLen() > 0 || len(ss.inflight) >= c.window {
+	if c == nil || ss.queuedLen() > 0 || len(ss.inflight) >= c.window {
 		ss.queue(d)
 		return
 	}
@@ -193,11 +241,11 @@ func (ss *session) deliverRouted(d delivery, r *router) {
 func (ss *session) waitRoom(from *client) {
 	max := ss.srv.opts.MaxQueuedMessages
 	wait := ss.srv.opts.StallTimeout
-	if max <= 0 || wait <= 0 || ss.pendingLen() < max {
+	if max <= 0 || wait <= 0 || ss.queuedLen() < max {
 		return
 	}
 	var timer *time.Timer
-	for !ss.ended && ss.conn != nil && ss.conn != from && !ss.slow && ss.pendingLen() >= max {
+	for !ss.ended && ss.conn != nil && ss.conn != from && !ss.slow && ss.queuedLen() >= max {
 		if ss.room == nil {
 			ss.room = make(chan struct{})
 		}
@@ -211,7 +259,7 @@ func (ss *session) waitRoom(from *client) {
 			ss.mu.Lock()
 		case <-timer.C:
 			ss.mu.Lock()
-			if ss.pendingLen() >= max {
+			if ss.queuedLen() >= max {
 				ss.slow = true
 			}
 		}
@@ -224,12 +272,12 @@ func (ss *session) waitRoom(from *client) {
 // roomMade wakes publishers waiting for queue room. Caller holds ss.mu.
 func (ss *session) roomMade() {
 	max := ss.srv.opts.MaxQueuedMessages
-	if ss.pendingLen() < max || max <= 0 {
+	if ss.queuedLen() < max || max <= 0 {
 		if ss.room != nil {
 			close(ss.room)
 			ss.room = nil
 		}
-		if ss.pendingLen() <= max/2 {
+		if ss.queuedLen() <= max/2 {
 			ss.slow = false
 		}
 	}
@@ -239,13 +287,25 @@ func (ss *session) roomMade() {
 func (ss *session) sendInflight(c *client, d delivery, enc []byte) {
 	pid := ss.allocPID()
 	if !c.sendMessage(d, enc, pid) {
-		return // too large for the client: treated as delivered [MQTT-3.1.2-25]
+		// Too large for the client: treated as delivered [MQTT-3.1.2-25].
+		if d.seq != 0 {
+			ss.emit(persist.Op{Kind: persist.DelEntry, Seq: d.seq})
+		}
+		return
+	}
+	if ss.persistent() {
+		if d.seq == 0 {
+			d.seq = ss.nextSeq
+			ss.nextSeq++
+		}
+		ss.emit(persist.Op{Kind: persist.PutEntry, Entry: entryOf(d, pid, persist.WaitAck)})
 	}
 	ss.inflight[pid] = &inflightMsg{delivery: d, pid: pid}
 	ss.inflightOrder = append(ss.inflightOrder, pid)
 }
 
-// fill moves queued messages into the in-flight window. Caller holds ss.mu.
+// fill moves queued messages into the in-flight window, reading the next
+// page from disk when the memory part of the queue is empty. Caller holds ss.mu.
 func (ss *session) fill() {
 	c := ss.conn
 	if c == nil {
@@ -255,14 +315,23 @@ func (ss *session) fill() {
 	for len(ss.inflight) < c.window {
 		d, ok := ss.popPending()
 		if !ok {
+			if ss.diskOnly > 0 && ss.loadPage() {
+				continue
+			}
 			break
 		}
 		if d.msg.expired(now) {
 			ss.srv.stats.DroppedExpired.Add(1)
+			if d.seq != 0 {
+				ss.emit(persist.Op{Kind: persist.DelEntry, Seq: d.seq})
+			}
 			continue
 		}
 		if d.qos == 0 {
 			c.sendMessage(d, nil, 0)
+			if d.seq != 0 {
+				ss.emit(persist.Op{Kind: persist.DelEntry, Seq: d.seq})
+			}
 			continue
 		}
 		ss.sendInflight(c, d, nil)
@@ -290,19 +359,29 @@ func (ss *session) compactOrder() {
 func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (found bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	defer ss.flushOps(nil)
 	m, ok := ss.inflight[pid]
 	if !ok {
 		return false
 	}
+	done := func() {
+		delete(ss.inflight, pid)
+		if m.seq != 0 {
+			ss.emit(persist.Op{Kind: persist.DelEntry, Seq: m.seq})
+		}
+	}
 	switch {
 	case kind == packet.PUBACK && m.qos == 1:
-		delete(ss.inflight, pid)
+		done()
 	case kind == packet.PUBREC && m.qos == 2 && m.state == waitAck:
 		if code.IsError() {
-			delete(ss.inflight, pid) // [MQTT-4.3.3-?]: an error PUBREC ends the exchange
+			done() // an error PUBREC ends the exchange [MQTT-4.3.3-?]
 		} else {
 			m.state = waitComp
 			m.msg = nil // the payload is no longer needed
+			if m.seq != 0 {
+				ss.emit(persist.Op{Kind: persist.PutEntry, Entry: entryOf(m.delivery, pid, persist.WaitComp)})
+			}
 			if ss.conn != nil {
 				ss.conn.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
 			}
@@ -314,7 +393,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (
 		}
 		return true
 	case kind == packet.PUBCOMP && m.state == waitComp:
-		delete(ss.inflight, pid)
+		done()
 	default:
 		return false
 	}
@@ -325,7 +404,9 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (
 // resume re-sends the in-flight messages (PUBLISH with DUP, or PUBREL) in
 // their original order and then drains the queue. Caller holds ss.mu.
 func (ss *session) resume(c *client) {
-	now := time.Now()
+	if ss.pendingLen() == 0 && ss.diskOnly > 0 {
+		ss.loadPage() // the first page holds any in-flight state restored from disk
+	}
 	order := ss.inflightOrder
 	ss.inflightOrder = make([]uint16, 0, len(order))
 	for _, pid := range order {
@@ -338,12 +419,13 @@ func (ss *session) resume(c *client) {
 			ss.inflightOrder = append(ss.inflightOrder, pid)
 			continue
 		}
-		if m.msg.expired(now) {
-			// Expired while waiting: a message already sent is still resent
-			// (the exchange must complete), with the shortest expiry.
-		}
+		// A message already sent is resent even if it expired meanwhile: the
+		// exchange must complete.
 		if !c.resendMessage(m) {
 			delete(ss.inflight, pid)
+			if m.seq != 0 {
+				ss.emit(persist.Op{Kind: persist.DelEntry, Seq: m.seq})
+			}
 			continue
 		}
 		ss.inflightOrder = append(ss.inflightOrder, pid)
@@ -361,6 +443,7 @@ func (ss *session) clearState() {
 	ss.inflightOrder = nil
 	ss.pending = nil
 	ss.pendingHead = 0
+	ss.diskOnly = 0
 	ss.inQoS2 = map[uint16]struct{}{}
 }
 
@@ -378,5 +461,9 @@ func (ss *session) releaseInbound(pid uint16) bool {
 		return false
 	}
 	delete(ss.inQoS2, pid)
+	if ss.persistent() {
+		ss.emit(persist.Op{Kind: persist.DelInbound, PID: pid})
+		ss.flushOps(nil)
+	}
 	return true
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidemq/tide/core/event"
 	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/persist"
 	"github.com/tidemq/tide/core/topic"
 )
 
@@ -76,6 +77,11 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		_, existed := sess.subs[o.Filter]
 		sess.subs[o.Filter] = &subEntry{Subscription: sub, raw: o.Filter}
 		s.subs.Subscribe(sub)
+		if sess.persistent() {
+			sess.emit(persist.Op{Kind: persist.PutSub, Sub: &persist.Subscription{Raw: o.Filter, Filter: inner, Group: group,
+				QoS: qos, NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling, ID: subID}})
+			sess.flushOps(nil)
+		}
 		sess.mu.Unlock()
 		codes[i] = packet.ReasonCode(qos)
 		granted = append(granted, es)
@@ -146,6 +152,10 @@ func (c *client) handleUnsubscribe(p *packet.Unsubscribe) error {
 		if ok {
 			delete(sess.subs, f)
 			s.subs.Unsubscribe(c.id, group, inner)
+			if sess.persistent() {
+				sess.emit(persist.Op{Kind: persist.DelSub, Raw: f})
+				sess.flushOps(nil)
+			}
 		}
 		sess.mu.Unlock()
 		if ok {

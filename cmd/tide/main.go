@@ -26,6 +26,7 @@ import (
 
 	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core"
+	"github.com/tidemq/tide/core/persist"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -208,8 +209,19 @@ func serve(cfg *conf.Config, logOut io.Writer) error {
 	if cfg.DefaultListener {
 		log.Info("no [[listener]] configured: listening on 127.0.0.1:1883 with anonymous access, reachable from this machine only")
 	}
-	if cfg.Persistence.Enabled {
-		log.Warn("persistence is not implemented yet: sessions and retained messages are kept in memory only")
+	var journal *persist.Journal
+	if p := cfg.Persistence; p.Enabled {
+		be, err := persist.OpenBolt(p.Dir)
+		if err != nil {
+			return err
+		}
+		journal = persist.NewJournal(be, persist.SyncMode(p.Sync), p.SyncInterval.Duration, log.With("component", "persistence"))
+		if err := srv.Restore(journal); err != nil {
+			journal.Close()
+			return err
+		}
+	} else {
+		log.Info("persistence disabled: sessions and retained messages are kept in memory only")
 	}
 	if len(cfg.Sinks) > 0 {
 		log.Warn("datastore sinks are not implemented yet: messages are not stored", "sinks", len(cfg.Sinks))
@@ -218,6 +230,9 @@ func serve(cfg *conf.Config, logOut io.Writer) error {
 		addr, err := srv.ListenTCP(l.Address, core.ListenerOptions{Name: l.Name, AllowAnonymous: l.AllowAnonymous, MaxConnections: l.MaxConnections})
 		if err != nil {
 			shutdown(srv, log)
+			if journal != nil {
+				journal.Close()
+			}
 			return fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		log.Info("listening", "listener", l.Name, "type", l.Type, "address", addr.String(), "allow_anonymous", l.AllowAnonymous)
@@ -235,6 +250,11 @@ func serve(cfg *conf.Config, logOut io.Writer) error {
 	}
 	signal.Stop(sigs)
 	shutdown(srv, log)
+	if journal != nil {
+		if err := journal.Close(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -80,6 +80,9 @@ func NewJournal(be Backend, mode SyncMode, interval time.Duration, log *slog.Log
 	return j
 }
 
+// Mode returns the sync mode.
+func (j *Journal) Mode() SyncMode { return j.mode }
+
 // Backend returns the store behind the journal.
 func (j *Journal) Backend() Backend { return j.be }
 
@@ -184,21 +187,24 @@ func (j *Journal) loop() {
 		}
 		for {
 			j.mu.Lock()
-			batch := j.pending
-			j.pending = spare[:0]
-			clear(j.index)
-			cbs := j.callbacks
-			j.callbacks = nil
-			target := j.submitted
-			closed := j.closed
-			j.room.Broadcast()
-			j.mu.Unlock()
-			if len(batch) == 0 && len(cbs) == 0 {
+			if len(j.pending) == 0 && len(j.callbacks) == 0 {
+				closed := j.closed
+				j.done = j.submitted
+				j.written.Broadcast()
+				j.mu.Unlock()
 				if closed {
 					return
 				}
 				break
 			}
+			batch := j.pending
+			j.pending = spare[:0] // spare is never the array being filled
+			clear(j.index)
+			cbs := j.callbacks
+			j.callbacks = nil
+			target := j.submitted
+			j.room.Broadcast()
+			j.mu.Unlock()
 			ops := compact(batch)
 			if len(ops) > 0 {
 				if err := j.be.Apply(ops, j.mode == SyncAlways); err != nil {
