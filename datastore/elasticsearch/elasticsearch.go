@@ -189,47 +189,6 @@ func (s *Sink) info(ctx context.Context, client *es.Client) (*clusterInfo, error
 	return &info, nil
 }
 
-// Template returns the body of the index template the sink installs.
-//
-// Mappings: time is a date; topic, client_id, username and content_type are
-// keywords (exact match, terms aggregations); qos a byte; retain a boolean;
-// payload is binary: the raw payload, base64 in _source, neither indexed
-// nor searchable, so that any payload can be stored and read back without
-// costing index space; payload_json is an object with dynamic mapping: the
-// payload when it is JSON, searchable and aggregatable by its fields
-// (payload_json.temp). An object field cannot hold a scalar or an array of
-// scalars, so a JSON payload that is not an object (21.5, "on", [1,2]) is
-// stored as {"value": <payload>}. user_properties is flattened: any keys,
-// one field in the mapping, so that publishers cannot explode the mapping
-// with arbitrary property names. extra (fields added by Lua scripts) is an
-// object with dynamic mapping.
-func (s *Sink) Template() []byte {
-	t := map[string]any{
-		"index_patterns": []string{s.ix.pattern},
-		"priority":       templatePriority,
-		"template": map[string]any{
-			"mappings": map[string]any{
-				"properties": map[string]any{
-					"time":            map[string]any{"type": "date"},
-					"topic":           map[string]any{"type": "keyword"},
-					"client_id":       map[string]any{"type": "keyword"},
-					"username":        map[string]any{"type": "keyword"},
-					"qos":             map[string]any{"type": "byte"},
-					"retain":          map[string]any{"type": "boolean"},
-					"payload":         map[string]any{"type": "binary"},
-					"payload_json":    map[string]any{"type": "object", "dynamic": true},
-					"content_type":    map[string]any{"type": "keyword"},
-					"user_properties": map[string]any{"type": "flattened"},
-					"extra":           map[string]any{"type": "object", "dynamic": true},
-				},
-			},
-		},
-		"_meta": map[string]any{"managed_by": "tide", "description": "MQTT messages stored by Tide's elasticsearch sink"},
-	}
-	b, _ := json.Marshal(t) // maps marshal with sorted keys: the body is stable
-	return b
-}
-
 func (s *Sink) putTemplate(ctx context.Context, client *es.Client) error {
 	put := client.Indices.PutIndexTemplate
 	res, err := put(s.opts.Template, bytes.NewReader(s.Template()), put.WithContext(ctx))
@@ -241,77 +200,6 @@ func (s *Sink) putTemplate(ctx context.Context, client *es.Client) error {
 		return s.statusErr(res, "put index template "+s.opts.Template)
 	}
 	return nil
-}
-
-// doc is the document of one record; the field order is the mapping's.
-type doc struct {
-	Time           string            `json:"time"`
-	Topic          string            `json:"topic"`
-	ClientID       string            `json:"client_id"`
-	Username       string            `json:"username,omitempty"`
-	QoS            byte              `json:"qos"`
-	Retain         bool              `json:"retain"`
-	Payload        []byte            `json:"payload"`
-	PayloadJSON    json.RawMessage   `json:"payload_json,omitempty"`
-	ContentType    string            `json:"content_type,omitempty"`
-	UserProperties map[string]string `json:"user_properties,omitempty"`
-	Extra          map[string]any    `json:"extra,omitempty"`
-}
-
-// TimeLayout is how record times are written: RFC 3339 in UTC with
-// milliseconds, the resolution of an Elasticsearch date.
-const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
-
-// maxIDLen is Elasticsearch's limit on document ids.
-const maxIDLen = 512
-
-// appendItem appends the action and source lines of r to buf. It fails,
-// leaving buf as it was, when r cannot be encoded (invalid JSON payload,
-// NaN in Extra) or its id is one Elasticsearch would refuse: checked here
-// because Elasticsearch refuses a bad id by failing the whole request,
-// which would dead-letter the good records with it.
-func (s *Sink) appendItem(buf *bytes.Buffer, r *datastore.Record) error {
-	switch {
-	case r.ID == "":
-		// Elasticsearch would make one up, and a replay would store the
-		// record twice.
-		return errors.New("record has no id")
-	case len(r.ID) > maxIDLen:
-		return fmt.Errorf("id is %d bytes long, Elasticsearch's limit is %d", len(r.ID), maxIDLen)
-	}
-	d := doc{
-		Time: r.Time.UTC().Format(TimeLayout), Topic: r.Topic, ClientID: r.ClientID, Username: r.Username,
-		QoS: r.QoS, Retain: r.Retain, Payload: r.Payload, ContentType: r.ContentType,
-		UserProperties: r.UserProperties, Extra: r.Extra,
-	}
-	if d.Payload == nil {
-		d.Payload = []byte{} // "" rather than null: an empty payload is a payload
-	}
-	if js := bytes.TrimSpace(r.JSON); len(js) > 0 {
-		if js[0] == '{' {
-			d.PayloadJSON = js
-		} else {
-			d.PayloadJSON = append(append([]byte(`{"value":`), js...), '}')
-		}
-	}
-	mark := buf.Len()
-	buf.WriteString(`{"create":{"_index":`)
-	writeJSONString(buf, s.ix.name(r.Time))
-	buf.WriteString(`,"_id":`)
-	writeJSONString(buf, r.ID)
-	buf.WriteString("}}\n")
-	enc := json.NewEncoder(buf) // Encode ends the line with the '\n' NDJSON needs
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(d); err != nil {
-		buf.Truncate(mark)
-		return err
-	}
-	return nil
-}
-
-func writeJSONString(buf *bytes.Buffer, s string) {
-	b, _ := json.Marshal(s) // a string always marshals
-	buf.Write(b)
 }
 
 // bulkResponse is the part of a _bulk response Write reads (see

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"math"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,11 +26,15 @@ import (
 )
 
 const wantTemplate = `{"_meta":{"description":"MQTT messages stored by Tide's elasticsearch sink","managed_by":"tide"},` +
-	`"index_patterns":["mqtt-*"],"priority":200,"template":{"mappings":{"properties":{` +
-	`"client_id":{"type":"keyword"},"content_type":{"type":"keyword"},"extra":{"dynamic":true,"type":"object"},` +
-	`"payload":{"type":"binary"},"payload_json":{"dynamic":true,"type":"object"},"qos":{"type":"byte"},` +
-	`"retain":{"type":"boolean"},"time":{"type":"date"},"topic":{"type":"keyword"},"user_properties":{"type":"flattened"},` +
-	`"username":{"type":"keyword"}}}}}`
+	`"index_patterns":["mqtt-*"],"priority":200,"template":{"mappings":{"date_detection":false,"dynamic_templates":[` +
+	`{"integers":{"mapping":{"ignore_malformed":true,"type":"double"},"match_mapping_type":"long"}},` +
+	`{"decimals":{"mapping":{"ignore_malformed":true,"type":"double"},"match_mapping_type":"double"}},` +
+	`{"booleans":{"mapping":{"type":"keyword"},"match_mapping_type":"boolean"}},` +
+	`{"strings":{"mapping":{"ignore_above":1024,"type":"keyword"},"match_mapping_type":"string"}}],` +
+	`"properties":{"client_id":{"type":"keyword"},"content_type":{"type":"keyword"},"extra":{"dynamic":true,"type":"object"},` +
+	`"payload":{"type":"binary"},"payload_json":{"dynamic":true,"type":"object"},"payload_json_skipped":{"type":"keyword"},` +
+	`"qos":{"type":"byte"},"retain":{"type":"boolean"},"time":{"type":"date"},"topic":{"type":"keyword"},` +
+	`"user_properties":{"type":"flattened"},"username":{"type":"keyword"}}}}}`
 
 func TestConnectInstallsTemplate(t *testing.T) {
 	t.Parallel()
@@ -180,9 +186,9 @@ func TestItemFailures(t *testing.T) {
 		return 0, "", ""
 	})
 	batch := makeRecords("f", 9)
-	batch[4].JSON = []byte(`{"temp":"hot"}`) // payload_json.temp is mapped as a number by f-000,
-	batch[4].Time = batch[0].Time            // in the same index
-	batch[5].JSON = []byte(`{"temp":`)       // not JSON: cannot be encoded
+	batch[4].JSON = []byte(`{"temp":{"c":1}}`) // payload_json.temp is mapped as a number by f-000,
+	batch[4].Time = batch[0].Time              // in the same index
+	batch[5].JSON = []byte(`{"temp":`)         // not JSON: stored, without payload_json
 	batch[6].Extra = map[string]any{"ratio": math.NaN()}
 	batch[7].ID = strings.Repeat("x", 513) // Elasticsearch would refuse the whole request
 	batch[8].ID = ""
@@ -200,7 +206,6 @@ func TestItemFailures(t *testing.T) {
 		{2, false, "status 503: unavailable_shards_exception"},
 		{3, false, "status 403: cluster_block_exception"},
 		{4, true, "status 400: document_parsing_exception: [1:"},
-		{5, true, "not sent: json: error calling MarshalJSON"},
 		{6, true, "not sent: json: unsupported value: NaN"},
 		{7, true, "not sent: id is 513 bytes long"},
 		{8, true, "not sent: record has no id"},
@@ -218,8 +223,11 @@ func TestItemFailures(t *testing.T) {
 		t.Errorf("items: got %d, want %d: %+v", len(pe.Items), len(want), pe.Items)
 	}
 	stored := len(srv.Docs("mqtt-2024.05.01")) + len(srv.Docs("mqtt-2024.05.02"))
-	if stored != 1 {
-		t.Errorf("documents stored: got %d, want 1 (f-000; the rest failed)", stored)
+	if stored != 2 {
+		t.Errorf("documents stored: got %d, want 2 (f-000 and f-005; the rest failed)", stored)
+	}
+	if src := string(srv.Docs("mqtt-2024.05.02")["f-005"]); !strings.Contains(src, `"payload_json_skipped":"not valid JSON: `) {
+		t.Errorf("f-005: got %s, want it stored with the reason its payload_json is missing", src)
 	}
 	if n := len(bulkRequests(srv)); n != 1 {
 		t.Errorf("bulk requests: got %d, want 1", n)
@@ -471,6 +479,84 @@ func TestCAFile(t *testing.T) {
 	}
 }
 
+func TestJSONView(t *testing.T) {
+	for _, tc := range []struct {
+		payload, view, skipped string
+	}{
+		{`{"temp":21.5}`, `{"temp":21.5}`, ""},
+		{` {"a":{"b":[1,2]}} `, `{"a":{"b":[1,2]}}`, ""},
+		{`21.5`, `{"value":21.5}`, ""},
+		{`"on"`, `{"value":"on"}`, ""},
+		{`[1,"two",true,null]`, `{"value":[1,"two",true,null]}`, ""},
+		{`[{"a":1},{"a":2}]`, `{"value":[{"a":1},{"a":2}]}`, ""},
+		{`{"a.b":1,"c":{"d":2}}`, `{"a.b":1,"c":{"d":2}}`, ""},
+		{`{"a":{"b":[1,2,{"c":null}]}}`, "", `"a.b" is both an object and a value`},
+		{`[1,{"a":2}]`, "", `"value" is both an object and a value`},
+		{`{"a":1,"a.b":2}`, "", `"a" is both an object and a value`},
+		{`{"":1}`, "", `field name "" is empty or blank`},
+		{`{"x":{" ":1}}`, "", `field name " " is empty or blank`},
+		{`{"a..b":1}`, "", `field name "a..b" has an empty part between dots`},
+		{`{".a":1}`, "", `has an empty part between dots`},
+		{strings.Repeat(`{"a":`, 19) + "1" + strings.Repeat("}", 19), "", "nested deeper than 18"},
+		{`{"temp":`, "", "not valid JSON"},
+	} {
+		view, skipped := jsonView([]byte(tc.payload))
+		if string(view) != tc.view || !strings.Contains(skipped, tc.skipped) || (tc.skipped == "") != (skipped == "") {
+			t.Errorf("%s: got view %s skipped %q, want %s and %q", tc.payload, view, skipped, tc.view, tc.skipped)
+		}
+	}
+}
+
+// TestHeterogeneousPayloads writes, into one daily index, payloads whose
+// fields change type from message to message, as devices do: all are
+// stored, and the numbers stay aggregatable.
+func TestHeterogeneousPayloads(t *testing.T) {
+	t.Parallel()
+	srv := estest.New(t)
+	s := openSink(t, srv, nil)
+	payloads := []string{
+		`{"temp":21}`,                  // an integer first: the field must not become a long
+		`{"temp":21.5}`,                // that would truncate this
+		`{"temp":"n/a"}`,               // a string where numbers were: kept in _source, not indexed
+		`{"temp":true}`,                // a boolean too
+		`{"when":"2024-05-01"}`,        // looks like a date
+		`{"when":"yesterday"}`,         // and then does not
+		`{"state":"on"}`,               // a string field
+		`{"state":1}`,                  // then a number: a keyword takes it
+		`{"a":{"b":[1,2,{"c":null}]}}`, // cannot be indexed at all: stored without payload_json
+		`42`,                           // not an object
+		`"text"`,                       // nor this
+	}
+	batch := make([]datastore.Record, len(payloads))
+	for i, p := range payloads {
+		batch[i] = datastore.Record{ID: fmt.Sprintf("h-%02d", i), Time: day, Topic: "t", ClientID: "c", Payload: []byte(p), JSON: []byte(p)}
+	}
+	if err := write(t, s, batch); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if got := len(srv.Docs("mqtt-2024.05.01")); got != len(payloads) {
+		t.Errorf("documents: got %d, want %d", got, len(payloads))
+	}
+	body := []byte(`{"size":0,"aggs":{"avg_temp":{"avg":{"field":"payload_json.temp"}}}}`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := s.Search(context.Background(), "", body)
+		if err != nil {
+			t.Fatalf("Search: %v", err)
+		}
+		if res["hits"].(map[string]any)["total"].(map[string]any)["value"] == float64(len(payloads)) {
+			if got := res["aggregations"].(map[string]any)["avg_temp"].(map[string]any)["value"]; got != 21.25 {
+				t.Errorf("avg of payload_json.temp: got %v, want 21.25 (21 and 21.5; the string and boolean ignored)", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("documents not searchable within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestIndexNames(t *testing.T) {
 	for _, tc := range []struct {
 		layout, pattern, at string
@@ -610,5 +696,68 @@ func TestRegistered(t *testing.T) {
 	}
 	if _, err := datastore.NewSink(Type, "search", struct{}{}, datastore.Env{}); err == nil {
 		t.Errorf("NewSink with foreign settings: got nil, want an error")
+	}
+}
+
+// TestThroughRunner feeds the sink from a datastore Runner while the
+// cluster refuses whole requests, drops connections and rejects items, and
+// checks that every record ends up indexed exactly once.
+func TestThroughRunner(t *testing.T) {
+	t.Parallel()
+	srv := estest.New(t)
+	s := unconnected(t, srv.URL, nil)
+	dir := t.TempDir()
+	r, err := datastore.NewRunner(s, datastore.RunnerOptions{
+		Name: "es-runner", Type: Type, BatchSize: 50, FlushInterval: 10 * time.Millisecond,
+		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, WriteTimeout: 2 * time.Second,
+		SpoolDir: filepath.Join(dir, "spool"), DeadLetter: filepath.Join(dir, "dead.ndjson"), Log: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.Close(ctx); err != nil {
+			t.Errorf("Runner.Close: %v", err)
+		}
+	})
+	var rejected sync.Map
+	srv.FailItems(func(_, _, id string, _ []byte) (int, string, string) {
+		// Every tenth record is rejected once with 429, then accepted.
+		if strings.HasSuffix(id, "0") {
+			if _, again := rejected.LoadOrStore(id, true); !again {
+				return 429, "es_rejected_execution_exception", estest.ReasonRejected
+			}
+		}
+		return 0, "", ""
+	})
+	const n = 1000
+	recs := makeRecords("run", n)
+	for i := range recs {
+		recs[i].Time = day.Add(-time.Hour) // one index
+		if i == 300 {
+			srv.FailRequests(3, 503)
+		}
+		if i == 600 {
+			srv.DropConnections(2)
+		}
+		if err := r.Accept(context.Background(), recs[i]); err != nil {
+			t.Fatalf("Accept: %v", err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(srv.Docs("mqtt-2024.05.01")) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("documents after 20s: got %d, want %d; runner: %+v", len(srv.Docs("mqtt-2024.05.01")), n, r.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := len(srv.Docs("mqtt-2024.05.01")); got != n {
+		t.Errorf("documents: got %d, want %d", got, n)
+	}
+	st := r.Stats()
+	if st.Dropped != 0 || st.DeadLettered != 0 || st.Retried == 0 {
+		t.Errorf("runner: %d dropped, %d dead-lettered, %d retried; want none, none, some", st.Dropped, st.DeadLettered, st.Retried)
 	}
 }

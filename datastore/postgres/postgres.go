@@ -124,7 +124,7 @@ func (s *Sink) Connect(ctx context.Context) error {
 		return s.connectError(err)
 	}
 	s.pool.Store(pool)
-	s.log.Info("connected", "host", s.cfg.ConnConfig.Host, "database", s.cfg.ConnConfig.Database, "table", s.table.Sanitize())
+	s.log.Info("connected", "host", s.cfg.ConnConfig.Host, "database", s.cfg.ConnConfig.Database, "table", s.opts.Table)
 	return nil
 }
 
