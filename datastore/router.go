@@ -224,6 +224,34 @@ func (rt *Router) Write(sink string, rec Record) error {
 	return nil
 }
 
+// MapWriter adapts a Router to writers of plain field maps, such as the Lua
+// "sink" module's Writer (plugins.SinkWriter): cmd/tide wires it with
+// m.SetSinkWriter(datastore.MapWriter{Router: rt}). The map is converted
+// by RecordFromMap.
+type MapWriter struct{ Router *Router }
+
+// Write converts fields to a Record and hands it to the named sink.
+func (w MapWriter) Write(sink string, fields map[string]any) error {
+	rec, err := RecordFromMap(fields)
+	if err != nil {
+		return err
+	}
+	return w.Router.Write(sink, rec)
+}
+
+// Saturation is what the broker asks of the datastore before it
+// acknowledges a QoS 1 or 2 publish, so that publishers slow down to what
+// saturated sinks take. core cannot import datastore: it declares the same
+// interface where it uses it, and *Router satisfies it. Saturated is cheap
+// enough for every publish; WaitUnsaturated is called only when it is true,
+// with a bounded context (the broker acknowledges anyway when it expires).
+type Saturation interface {
+	Saturated(topic string) bool
+	WaitUnsaturated(ctx context.Context, topic string) error
+}
+
+var _ Saturation = (*Router)(nil)
+
 // Saturated reports whether a sink that topic routes to is saturated
 // (Runner.Pressure). When no sink is, it costs one atomic load per sink and
 // no topic matching, so the broker can ask it for every QoS 1/2 publish.

@@ -114,6 +114,15 @@ func TestRouterWrite(t *testing.T) {
 	if id := f.stored()[0]; len(id) != 26 {
 		t.Fatalf("id = %q, want one from event.NewID", id)
 	}
+	// The Lua module's way in: a map of fields.
+	w := MapWriter{Router: rt}
+	if err := w.Write("s", map[string]any{"id": "from-lua", "topic": "lua", "value": 21.5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write("s", map[string]any{"qos": "high"}); err == nil || !strings.Contains(err.Error(), "qos") {
+		t.Fatalf("bad field = %v, want an error naming qos", err)
+	}
+	eventually(t, "the map record", func() bool { return len(f.stored()) == 2 && f.stored()[1] == "from-lua" })
 	// A saturated sink: the Write waits AcceptTimeout, then says so.
 	f.down.Store(true)
 	eventually(t, "a full queue", func() bool {
