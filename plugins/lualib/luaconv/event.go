@@ -166,15 +166,15 @@ func sortUser(u []event.UserProperty) {
 	}
 }
 
-// Message returns a message table: topic, payload, qos, retain, and
-// properties when it has any. Observers also get id, time (Unix seconds,
-// with fractions), client_id and username when full is set. payload may be
-// LNil, in which case m.Payload is converted; callers that pass the same
-// payload to several scripts convert it once and pass it in.
+// Message returns a message table: topic, payload, qos, retain, time (when
+// the broker received it, Unix seconds with fractions) and properties when
+// it has any. Observers also get id, client_id and username when full is
+// set. payload may be LNil, in which case m.Payload is converted; callers
+// that pass the same payload to several scripts convert it once and pass it.
 func Message(L *lua.LState, m *event.Message, payload lua.LValue, full bool) *lua.LTable {
-	n := 4
+	n := 5
 	if full {
-		n += 4
+		n += 3
 	}
 	t := L.CreateTable(0, n+1)
 	t.RawSetString("topic", lua.LString(m.Topic))
@@ -184,15 +184,15 @@ func Message(L *lua.LState, m *event.Message, payload lua.LValue, full bool) *lu
 	t.RawSetString("payload", payload)
 	t.RawSetString("qos", lua.LNumber(m.QoS))
 	t.RawSetString("retain", lua.LBool(m.Retain))
+	if !m.Time.IsZero() {
+		t.RawSetString("time", lua.LNumber(float64(m.Time.UnixNano())/1e9))
+	}
 	if HasProperties(&m.Props) {
 		t.RawSetString("properties", Properties(L, &m.Props))
 	}
 	if full {
 		if m.ID != "" {
 			t.RawSetString("id", lua.LString(m.ID))
-		}
-		if !m.Time.IsZero() {
-			t.RawSetString("time", lua.LNumber(float64(m.Time.UnixNano())/1e9))
 		}
 		t.RawSetString("client_id", lua.LString(m.ClientID))
 		t.RawSetString("username", lua.LString(m.Username))
