@@ -251,8 +251,11 @@ var filterPath = []string{"errors", "items.*.status", "items.*.error"}
 //	item:    403 cluster_block_exception  temporary item (disk flood-stage read-only block)
 //	item:    other 4xx (mapping errors)   Permanent item, with Elasticsearch's reason
 //	record that cannot be encoded         Permanent item, not sent
-//	  (invalid JSON payload, NaN in Extra,
-//	  no id, id over 512 bytes)
+//	  (NaN in Extra, no id, id over 512 bytes)
+//
+// A JSON payload that no mapping could index (see jsonView) is not a
+// failure: the record is stored without payload_json, with the reason in
+// payload_json_skipped, and its raw payload as always.
 func (s *Sink) Write(ctx context.Context, batch []datastore.Record) error {
 	client := s.client.Load()
 	if client == nil {

@@ -10,14 +10,17 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -317,7 +320,7 @@ func buildColumns(batch []datastore.Record) (columns, []datastore.ItemError) {
 			payload = []byte{} // NULL would break NOT NULL; an empty payload is a real MQTT payload
 		}
 		var js []byte
-		if len(r.JSON) > 0 {
+		if len(r.JSON) > 0 && jsonbCompatible(r.JSON) {
 			js = r.JSON
 		}
 		c.pos = append(c.pos, i)
@@ -335,6 +338,45 @@ func buildColumns(batch []datastore.Record) (columns, []datastore.ItemError) {
 		c.extras = append(c.extras, extra)
 	}
 	return c, bad
+}
+
+// jsonbCompatible reports whether PostgreSQL's jsonb can hold js: valid
+// JSON in valid UTF-8, without the \u0000 escape jsonb refuses (SQLSTATE
+// 22P05). payload_json is a view of the payload, which is stored whole in
+// payload anyway, so a payload jsonb cannot hold leaves it NULL rather
+// than getting the record rejected.
+func jsonbCompatible(js []byte) bool {
+	if !utf8.Valid(js) || !json.Valid(js) {
+		return false
+	}
+	if !bytes.Contains(js, []byte(`\u0000`)) {
+		return true
+	}
+	var v any
+	if json.Unmarshal(js, &v) != nil {
+		return false
+	}
+	return !hasNUL(v)
+}
+
+func hasNUL(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.IndexByte(x, 0) >= 0
+	case []any:
+		for _, e := range x {
+			if hasNUL(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, e := range x {
+			if strings.IndexByte(k, 0) >= 0 || hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func jsonOrNil(present bool, v any) ([]byte, error) {

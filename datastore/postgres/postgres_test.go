@@ -169,7 +169,7 @@ func TestBadRecordsAreIsolated(t *testing.T) {
 	dsn, _ := testSchema(t)
 	s := openSink(t, dsn, nil)
 	batch := makeRecords("b", 50)
-	batch[17].JSON = []byte(`{"temp":`)                         // 22P02 invalid input syntax for type json
+	batch[17].ContentType = "text/\x00plain"                    // 22021 invalid byte sequence: 0x00
 	batch[33].Extra = map[string]any{"note": "nul\x00byte"}     // 22P05 \u0000 cannot be converted to text
 	batch[40].Extra = map[string]any{"ratio": math.NaN()}       // cannot be encoded at all: never sent
 	batch[45].Topic = string([]byte{'t', 0xff, 0xfe, '/', 'x'}) // 22021 invalid byte sequence for UTF8
@@ -179,7 +179,7 @@ func TestBadRecordsAreIsolated(t *testing.T) {
 		t.Fatalf("Write: got %v, want a *PartialError", err)
 	}
 	wantIdx := []int{17, 33, 40, 45}
-	wantCode := []string{"22P02", "22P05", "NaN", "22021"}
+	wantCode := []string{"22021", "22P05", "NaN", "22021"}
 	if len(pe.Items) != len(wantIdx) {
 		t.Fatalf("items: got %+v, want records %v", pe.Items, wantIdx)
 	}
@@ -199,6 +199,34 @@ func TestBadRecordsAreIsolated(t *testing.T) {
 	}
 	if got := queryOne(t, s, "SELECT count(*) AS n FROM mqtt_messages")["n"]; got != int64(46) {
 		t.Errorf("rows after replay: got %v, want 46", got)
+	}
+}
+
+// TestPayloadsJSONBCannotHold stores records whose JSON jsonb refuses with
+// a NULL payload_json instead of rejecting them: the payload is kept whole.
+func TestPayloadsJSONBCannotHold(t *testing.T) {
+	t.Parallel()
+	dsn, _ := testSchema(t)
+	s := openSink(t, dsn, nil)
+	batch := makeRecords("n", 4)
+	batch[0].JSON = []byte(`{"note":"nul\u0000byte"}`)      // 22P05 in jsonb
+	batch[1].JSON = []byte(`{"temp":`)                      // not JSON
+	batch[2].JSON = []byte("{\"a\":\"\xff\"}")              // not UTF-8
+	batch[3].JSON = []byte(`{"escaped":"\\u0000 is text"}`) // a backslash, then u0000: fine
+	if err := write(t, s, batch); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	rows, err := s.Query(context.Background(), "SELECT id, payload_json IS NULL AS null_json, payload FROM mqtt_messages ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rows {
+		if want := i < 3; r["null_json"] != want {
+			t.Errorf("%s: payload_json IS NULL = %v, want %v", r["id"], r["null_json"], want)
+		}
+		if got := string(r["payload"].([]byte)); got != string(batch[i].Payload) {
+			t.Errorf("%s: payload %q, want %q", r["id"], got, batch[i].Payload)
+		}
 	}
 }
 
