@@ -3,6 +3,16 @@
 // per sink owns the queue, batching, retry with back-off, the disk spool and
 // the drop policy; sinks only write batches. The broker's hot path never
 // waits for a sink: it emits events, and routes feed Runners from the bus.
+//
+// Wiring (cmd/tide), with the sink packages imported for their init:
+//
+//	rt, err := datastore.FromConfig(cfg, log)       // sinks, Runners, routes; replays spools
+//	rt.Start(srv.Bus())                             // Router consumes Publish events
+//	srv.AddSysSource(rt.Sys)                        // figures under $SYS/broker/datastore/...
+//	plugins.SetSinkWriter(datastore.MapWriter{Router: rt}) // Lua sink.write
+//	// the broker asks rt (a datastore.Saturation) before acknowledging QoS 1/2
+//	...
+//	srv.Shutdown(ctx); rt.Close(ctx)                // drain the bus queue, flush, spool the rest
 package datastore
 
 import (

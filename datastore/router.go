@@ -48,6 +48,10 @@ type Router struct {
 
 	received atomic.Uint64 // messages seen
 	refused  atomic.Uint64 // records a sink did not take
+	// stalled[i] is 1 + runner i's Written count when a wait for it timed
+	// out, 0 otherwise: until it writes again, records are refused without
+	// waiting, so that a dead sink does not hold up the others.
+	stalled []atomic.Uint64
 
 	mu     sync.Mutex
 	sub    *event.Subscriber
@@ -75,7 +79,8 @@ func NewRouter(runners []*Runner, routes []Route, opts RouterOptions) (*Router, 
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	rt := &Router{runners: runners, byName: map[string]int{}, opts: opts, log: opts.Log.With("component", "datastore")}
+	rt := &Router{runners: runners, byName: map[string]int{}, opts: opts, log: opts.Log.With("component", "datastore"),
+		stalled: make([]atomic.Uint64, len(runners))}
 	rt.limit.every = 10 * time.Second
 	for i, r := range runners {
 		if _, dup := rt.byName[r.Name()]; dup {
@@ -162,7 +167,7 @@ func (rt *Router) Dispatch(m *event.Message) {
 			if !built {
 				rec, built = RecordFromMessage(m), true
 			}
-			rt.hand(rt.runners[idx], rec)
+			rt.hand(idx, rec)
 		}
 	}
 }
@@ -176,21 +181,30 @@ func (ro *route) match(name string) bool {
 	return false
 }
 
-// hand gives rec to r, waiting up to AcceptTimeout when r is saturated.
-func (rt *Router) hand(r *Runner, rec Record) error {
+// hand gives rec to runner idx, waiting up to AcceptTimeout when it is
+// saturated, unless the last such wait timed out and it has not written
+// anything since.
+func (rt *Router) hand(idx int, rec Record) error {
+	r := rt.runners[idx]
 	ok, _, err := r.offer(rec)
 	if ok {
 		return nil
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+		r.stats.Refused.Add(1)
+	case rt.stalled[idx].Load() == r.stats.Written.Load()+1:
+		err = fmt.Errorf("%w: no progress since the last wait", ErrFull)
+		r.stats.Refused.Add(1)
+	default:
 		ctx, cancel := context.WithTimeout(context.Background(), rt.opts.AcceptTimeout)
 		err = r.Accept(ctx, rec)
 		cancel()
 		if err == nil {
+			rt.stalled[idx].Store(0)
 			return nil
 		}
-	} else {
-		r.stats.Refused.Add(1)
+		rt.stalled[idx].Store(r.stats.Written.Load() + 1)
 	}
 	rt.refused.Add(1)
 	if ok, suppressed := rt.limit.allow(r.Name()); ok {
@@ -218,7 +232,7 @@ func (rt *Router) Write(sink string, rec Record) error {
 		rec.JSON = rec.Payload
 	}
 	rt.received.Add(1)
-	if err := rt.hand(rt.runners[idx], rec); err != nil {
+	if err := rt.hand(idx, rec); err != nil {
 		return fmt.Errorf("sink %q: %w", sink, err)
 	}
 	return nil

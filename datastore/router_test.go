@@ -137,10 +137,16 @@ func TestRouterWrite(t *testing.T) {
 	if rt.Saturated("any/topic") {
 		t.Fatalf("Saturated for a topic that no route sends to the sink")
 	}
-	if st := rt.Stats(); st.Refused != 1 {
-		t.Fatalf("refused = %d, want 1", st.Refused)
+	// No progress since: the next record is refused without a wait.
+	start = time.Now()
+	if err := rt.Write("s", Record{Topic: "lua"}); !errors.Is(err, ErrFull) || time.Since(start) > 10*time.Millisecond {
+		t.Fatalf("second Write to a stalled sink = %v after %v, want ErrFull at once", err, time.Since(start))
+	}
+	if st := rt.Stats(); st.Refused != 2 {
+		t.Fatalf("refused = %d, want 2", st.Refused)
 	}
 	f.down.Store(false)
+	eventually(t, "a write after the outage", func() bool { return rt.Write("s", Record{Topic: "lua"}) == nil })
 }
 
 func TestSaturatedAndWait(t *testing.T) {

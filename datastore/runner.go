@@ -431,7 +431,10 @@ func (r *Runner) updateLocked() {
 			frac = float64(size) / float64(r.opts.SpoolMax)
 		}
 	}
-	if !r.spooling && (r.spool == nil || time.Now().Before(r.spoolErr)) {
+	switch failing := time.Now().Before(r.spoolErr); {
+	case r.spooling && failing:
+		frac = 1 // the spool refuses records: as good as full
+	case !r.spooling && (r.spool == nil || failing):
 		frac = float64(r.mem.len()) / float64(r.opts.QueueSize)
 	}
 	switch {
@@ -579,7 +582,7 @@ func (r *Runner) replay() bool {
 		return false
 	}
 	if len(raw) > 0 || err != nil {
-		if cerr := r.spool.Commit(pos); cerr != nil {
+		if cerr := r.spool.Commit(pos); cerr != nil && !errors.Is(cerr, spool.ErrClosed) {
 			// The records will be written again after a restart.
 			r.stats.setError(cerr)
 			r.log.Error("spool commit failed", "err", cerr)
@@ -721,6 +724,9 @@ func (r *Runner) connect() error {
 
 func (r *Runner) writeFailed(err error, n int) {
 	r.stats.Retried.Add(uint64(n))
+	if r.ctx.Err() != nil {
+		return // Close gave up on the write: not the sink's failure
+	}
 	r.stats.setError(err)
 	level := slog.LevelWarn
 	if IsPermanent(err) {

@@ -70,7 +70,7 @@ func TestBackoff(t *testing.T) {
 	for i := 1; i < len(att); i++ {
 		// The i-th wait is drawn from [d/2, d] with d = initial·2^(i-1).
 		d := initial << (i - 1)
-		if gap := att[i].Sub(att[i-1]); gap < d/2 || gap > d+200*time.Millisecond {
+		if gap := att[i].Sub(att[i-1]); gap < d/2 || gap > d+500*time.Millisecond {
 			t.Errorf("wait %d = %v, want between %v and %v", i, gap, d/2, d)
 		}
 	}

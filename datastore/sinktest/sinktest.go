@@ -96,6 +96,7 @@ type trackClose struct {
 	closed *bool
 }
 
+// Close records that the test closed the sink itself.
 func (c *trackClose) Close(ctx context.Context) error {
 	*c.closed = true
 	return c.Sink.Close(ctx)

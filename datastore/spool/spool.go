@@ -74,6 +74,7 @@ type CorruptError struct {
 	Skipped int64 // bytes skipped
 }
 
+// Error describes the damage and what was skipped.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("spool: damaged record in %s at offset %d: skipped %d bytes", e.File, e.Offset, e.Skipped)
 }
