@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -28,6 +29,7 @@ type dialOptions struct {
 	username  string
 	password  string
 	timeout   time.Duration // dial + CONNACK
+	quickAck  bool
 }
 
 // dialNet opens the transport: TCP, TLS, WebSocket or WebSocket over TLS.
@@ -147,6 +149,7 @@ type conn struct {
 	acks []byte
 
 	// sub records received messages; nil for a pure publisher.
+	raw syscall.RawConn // for TCP_QUICKACK; nil when off or not TCP
 	sub *subscriber
 	// pub is notified of acknowledgements; nil for a pure subscriber.
 	pub *publisher
@@ -168,7 +171,29 @@ func (f flushingReader) Read(p []byte) (int, error) {
 		c.send(c.acks)
 		c.acks = c.acks[:0]
 	}
-	return f.c.nc.Read(p)
+	n, err := f.c.nc.Read(p)
+	if f.c.raw != nil {
+		f.c.raw.Control(setQuickAck)
+	}
+	return n, err
+}
+
+// setQuickAck turns delayed ACKs off until the kernel decides otherwise,
+// which it may after any read: hence once per read. A broker with Nagle's
+// algorithm on (Mosquitto's default) holds small packets until its last
+// segment is acknowledged; a delayed ACK from the generator would stall
+// it for up to 40 ms, a figure of the generator rather than the broker.
+func setQuickAck(fd uintptr) {
+	syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
+}
+
+// tcpOf returns the TCP connection under nc, if any.
+func tcpOf(nc net.Conn) *net.TCPConn {
+	if t, ok := nc.(*tls.Conn); ok {
+		nc = t.NetConn()
+	}
+	tc, _ := nc.(*net.TCPConn)
+	return tc
 }
 
 // dialMQTT connects and completes the MQTT handshake. wbuf sizes the write
@@ -185,6 +210,12 @@ func dialMQTT(ctx context.Context, o dialOptions, clientID string, wbuf int) (*c
 		w:        bufio.NewWriterSize(nc, wbuf),
 		dead:     make(chan struct{}),
 		readDone: make(chan struct{}),
+	}
+	if tc := tcpOf(nc); tc != nil && o.quickAck {
+		if c.raw, err = tc.SyscallConn(); err != nil {
+			nc.Close()
+			return nil, err
+		}
 	}
 	c.r = packet.NewReader(flushingReader{c})
 	c.r.Version = o.version

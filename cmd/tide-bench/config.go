@@ -60,6 +60,8 @@ type config struct {
 	progressEvery         time.Duration
 	noProgress            bool
 	cpuProfile            string
+	subQoS                int
+	quickAck              bool
 	tlsConfig             *tls.Config
 }
 
@@ -114,6 +116,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.pid, "pid", 0, "`pid` of the --host broker: sample its CPU (/proc/<pid>/stat) and RSS (/proc/<pid>/status)")
 	fs.IntVar(&c.comparePID, "compare-pid", 0, "`pid` of the --compare broker")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publishes and subscriptions (0, 1, 2)")
+	fs.IntVar(&c.subQoS, "sub-qos", -1, "QoS of subscriptions when it differs from --qos (delivery is at the lower of the two)")
+	fs.BoolVar(&c.quickAck, "quickack", true, "acknowledge TCP segments at once (TCP_QUICKACK), so that a broker with Nagle's algorithm on is not stalled by the generator's delayed ACKs")
 	fs.IntVar(&c.size, "size", 64, fmt.Sprintf("payload `bytes` (at least %d: publisher id, sequence, timestamp)", hdrLen))
 	fs.IntVar(&c.count, "count", 0, "total messages published, over all publishers (0: the scenario's default)")
 	fs.IntVar(&c.clients, "clients", 0, "publishers (fanin, latency), subscribers (fanout), pairs (pairs) or connections (conns); 0: the scenario's default")
@@ -207,6 +211,11 @@ func (c *config) finish(set map[string]bool) error {
 	}
 	if c.qos < 0 || c.qos > 2 {
 		bad("--qos %d: want 0, 1 or 2", c.qos)
+	}
+	if c.subQoS == -1 {
+		c.subQoS = c.qos
+	} else if c.subQoS < 0 || c.subQoS > 2 {
+		bad("--sub-qos %d: want 0, 1 or 2", c.subQoS)
 	}
 	if c.size < hdrLen {
 		bad("--size %d: want at least %d bytes (the payload carries magic, publisher id, sequence and timestamp)", c.size, hdrLen)
@@ -331,6 +340,7 @@ func (c *config) dialOptions(host string) dialOptions {
 		username:  c.username,
 		password:  c.password,
 		timeout:   c.connectTimeout,
+		quickAck:  c.quickAck,
 	}
 	if c.tlsConfig != nil {
 		t := c.tlsConfig.Clone()

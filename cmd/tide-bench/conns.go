@@ -22,7 +22,11 @@ type connsResult struct {
 	Rate    float64         `json:"connects_per_second"`
 	Connack *latencySummary `json:"connack_latency,omitempty"`
 	// RSS of the broker before the first dial and after --hold, and the
-	// difference per opened connection.
+	// difference per opened connection. The difference is taken from
+	// RSSBaseline, the RSS before the first conns run of the invocation:
+	// the connections of a previous repetition leave memory the broker
+	// reuses, and a later run's own "before" would hide it.
+	RSSBaseline  int64   `json:"rss_baseline_kb,omitempty"`
 	RSSBefore    int64   `json:"rss_before_kb,omitempty"`
 	RSSAfter     int64   `json:"rss_after_kb,omitempty"`
 	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
@@ -38,7 +42,7 @@ type idleConn struct {
 
 // runConns opens --clients connections at --rate, holds them idle, and
 // measures what they cost the broker.
-func runConns(ctx context.Context, c *config, t target, rep int, prog *progress) (*result, error) {
+func runConns(ctx context.Context, c *config, t *target, rep int, prog *progress) (*result, error) {
 	if err := raiseNoFile(c.clients); err != nil {
 		return nil, err
 	}
@@ -55,6 +59,10 @@ func runConns(ctx context.Context, c *config, t target, rep int, prog *progress)
 			return nil, err
 		}
 		cr.RSSBefore = samp.rss0
+		if t.rssBase == 0 {
+			t.rssBase = samp.rss0
+		}
+		cr.RSSBaseline = t.rssBase
 	}
 
 	var (
@@ -177,7 +185,7 @@ dispatch:
 		cr.RSSAfter = samp.rss()
 		res.Broker = samp.finish()
 		if cr.Opened > 0 {
-			cr.BytesPerConn = float64(cr.RSSAfter-cr.RSSBefore) * 1024 / float64(cr.Opened)
+			cr.BytesPerConn = float64(cr.RSSAfter-cr.RSSBaseline) * 1024 / float64(cr.Opened)
 		}
 	}
 	res.setMachine(busy, busyOK)

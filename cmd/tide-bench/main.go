@@ -60,9 +60,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	targets := []target{{name: "A", label: c.label, host: c.host, pid: c.pid}}
+	targets := []*target{{name: "A", label: c.label, host: c.host, pid: c.pid}}
 	if c.compare != "" {
-		targets = append(targets, target{name: "B", label: c.compareLabel, host: c.compare, pid: c.comparePID})
+		targets = append(targets, &target{name: "B", label: c.compareLabel, host: c.compare, pid: c.comparePID})
 	}
 	prog := newProgress(stderr, tty, c.progressEvery, c.noProgress)
 	var runs []*result

@@ -23,6 +23,7 @@ type result struct {
 	Publishers  int     `json:"publishers,omitempty"`
 	Subscribers int     `json:"subscribers,omitempty"`
 	QoS         int     `json:"qos"`
+	SubQoS      int     `json:"sub_qos"`
 	Size        int     `json:"size,omitempty"`
 	Version     int     `json:"version"`
 	Window      int     `json:"window,omitempty"` // effective, after the broker's Receive Maximum
@@ -83,7 +84,7 @@ func (r *result) judge() {
 		p = append(p, fmt.Sprintf("LOST %d of %d expected deliveries (%.4g%%)", r.Lost, r.Expected, r.LossPct))
 	}
 	if r.BadDuplicates > 0 {
-		p = append(p, fmt.Sprintf("%d duplicates at QoS %d, where the protocol forbids them", r.BadDuplicates, r.QoS))
+		p = append(p, fmt.Sprintf("%d duplicates delivered at QoS 0 or 2, where the protocol forbids them", r.BadDuplicates))
 	}
 	if r.Unexpected > 0 {
 		p = append(p, fmt.Sprintf("%d messages that were not sent to that subscriber", r.Unexpected))
@@ -111,7 +112,7 @@ func (r *result) judge() {
 	if len(r.Errors) > 0 && len(p) == 0 {
 		p = append(p, fmt.Sprintf("%d connection errors", len(r.Errors)))
 	}
-	if r.OutOfOrder > 0 && r.QoS > 0 {
+	if r.OutOfOrder > 0 && min(r.QoS, r.SubQoS) > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d messages out of order (MQTT orders each publisher's messages on a topic)", r.OutOfOrder))
 	}
 	if r.Duplicates > 0 && r.BadDuplicates == 0 {
@@ -322,12 +323,16 @@ func writeRun(w io.Writer, c *config, r *result) {
 			row("CONNACK latency", "p50 %s  p99 %s  max %s", fmtUs(l.P50), fmtUs(l.P99), fmtUs(l.Max))
 		}
 		if cr.RSSAfter > 0 {
-			row("broker RSS", "%s before, %s after %v idle: %.2f KB per connection",
-				fmtKB(cr.RSSBefore), fmtKB(cr.RSSAfter), c.hold, cr.BytesPerConn/1024)
+			row("broker RSS", "%s before the first run, %s before this one, %s after %v idle: %.2f KB per connection",
+				fmtKB(cr.RSSBaseline), fmtKB(cr.RSSBefore), fmtKB(cr.RSSAfter), c.hold, cr.BytesPerConn/1024)
 		}
 	} else {
-		row("setup", "%d publishers -> %d subscribers, QoS %d, %d-byte payload, %s%s%s",
-			r.Publishers, r.Subscribers, r.QoS, r.Size, versionName(r.Version), windowStr(r), paceStr(r))
+		qos := fmt.Sprintf("QoS %d", r.QoS)
+		if r.SubQoS != r.QoS {
+			qos = fmt.Sprintf("publish QoS %d, subscribe QoS %d", r.QoS, r.SubQoS)
+		}
+		row("setup", "%d publishers -> %d subscribers, %s, %d-byte payload, %s%s%s",
+			r.Publishers, r.Subscribers, qos, r.Size, versionName(r.Version), windowStr(r), paceStr(r))
 		row("published", "%d of %d in %.2f s (%s msg/s)", r.Published, r.Planned, r.PublishSeconds, fmtCount(r.PublishRate))
 		row("delivered", "%d of %d in %.2f s (%s msg/s)", r.Delivered, r.Expected, r.Seconds, fmtCount(r.DeliveryRate))
 		lost := fmt.Sprintf("%d (%.4g%%)", r.Lost, r.LossPct)

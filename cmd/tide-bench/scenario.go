@@ -19,6 +19,10 @@ type target struct {
 	label string
 	host  string
 	pid   int
+	// rssBase is the broker's RSS before the first conns run of this
+	// invocation: later runs measure against it, since a broker keeps
+	// (and reuses) the memory the previous run's connections used.
+	rssBase int64
 }
 
 // plan is who publishes what and who expects what, for one scenario.
@@ -277,7 +281,7 @@ type counters struct {
 }
 
 // runMessages runs fanin, fanout, pairs or latency once against t.
-func runMessages(ctx context.Context, c *config, t target, rep int, prog *progress) (*result, error) {
+func runMessages(ctx context.Context, c *config, t *target, rep int, prog *progress) (*result, error) {
 	runID, magic := newRunID()
 	pl := makePlan(c, c.topicPrefix+"/"+runID)
 	if err := raiseNoFile(len(pl.pubs) + len(pl.subs)); err != nil {
@@ -314,12 +318,12 @@ func runMessages(ctx context.Context, c *config, t target, rep int, prog *progre
 		if err != nil {
 			return fmt.Errorf("subscriber %d: connect to %s: %w", i, t.host, err)
 		}
-		granted, err := cn.subscribe(pl.subs[i].filter, byte(c.qos), c.connectTimeout)
+		granted, err := cn.subscribe(pl.subs[i].filter, byte(c.subQoS), c.connectTimeout)
 		if err != nil {
 			cn.nc.Close()
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}
-		if int(granted) < c.qos {
+		if int(granted) < c.subQoS {
 			downgraded.Add(1)
 		}
 		s := newSubscriber(magic, len(pl.pubs), lat)
@@ -365,7 +369,7 @@ func runMessages(ctx context.Context, c *config, t target, rep int, prog *progre
 	}
 	res := &result{
 		Scenario: c.scenario, Target: t.name, Label: t.label, Host: t.host, Rep: rep,
-		Publishers: len(pubs), Subscribers: len(subs), QoS: c.qos, Size: c.size, Version: c.version,
+		Publishers: len(pubs), Subscribers: len(subs), QoS: c.qos, SubQoS: c.subQoS, Size: c.size, Version: c.version,
 		Window: c.window, Rate: c.rate,
 	}
 	if c.qos > 0 {
@@ -518,7 +522,7 @@ func runMessages(ctx context.Context, c *config, t target, rep int, prog *progre
 		}
 	}
 	if n := downgraded.Load(); n > 0 {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("%d subscriptions were granted a QoS below %d", n, c.qos))
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%d subscriptions were granted a QoS below %d", n, c.subQoS))
 	}
 	res.judge()
 	return res, nil
