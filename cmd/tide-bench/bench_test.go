@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -13,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core"
 	"github.com/tidemq/tide/core/event"
+	"github.com/tidemq/tide/core/listener"
 )
 
 // checkComplete asserts a run delivered everything, once, in order.
@@ -345,41 +346,44 @@ func TestServeMochi(t *testing.T) {
 	}
 }
 
-func TestTLS(t *testing.T) {
-	cert, certPEM := selfSigned(t)
-	s := core.New(core.Options{SysInterval: -1}, nil)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
+func TestTLSAndWebSocket(t *testing.T) {
+	certPEM, keyPEM := selfSigned(t)
+	certFile, keyFile := writeFile(t, "cert.pem", certPEM), writeFile(t, "key.pem", keyPEM)
+	tlsAddr := startTideOn(t, conf.Listener{Type: listener.TypeTLS, CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"})
+	wsAddr := startTideOn(t, conf.Listener{Type: listener.TypeWS, Path: "/mqtt"})
+	wssAddr := startTideOn(t, conf.Listener{Type: listener.TypeWSS, Path: "/mqtt", CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"})
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"tls", []string{"--tls", "--ca", certFile, "--host", tlsAddr}},
+		{"tls insecure", []string{"--tls", "--insecure", "--host", tlsAddr}},
+		{"ws", []string{"--ws", "--host", wsAddr}},
+		{"wss", []string{"--ws", "--tls", "--ca", certFile, "--host", wssAddr}},
 	}
-	if err := s.Serve(ln, core.ListenerOptions{Name: "tls", AllowAnonymous: true}); err != nil {
-		t.Fatal(err)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, rep, stderr := benchJSON(t, append([]string{"pairs", "-n", "2", "--count", "200", "--qos", "1"}, tc.args...)...)
+			if code != exitOK {
+				t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
+			}
+			checkComplete(t, rep.Runs[0])
+			code, rep, stderr = benchJSON(t, append([]string{"conns", "-n", "20", "--hold", "0s"}, tc.args...)...)
+			if code != exitOK || rep.Runs[0].Conns.Opened != 20 {
+				t.Fatalf("conns: exit %d; stderr:\n%s", code, stderr)
+			}
+		})
 	}
-	t.Cleanup(func() { shutdown(t, s) })
-	ca := writeFile(t, "ca.pem", certPEM)
-	code, rep, stderr := benchJSON(t, "pairs", "-n", "2", "--count", "200", "--qos", "1", "--tls", "--ca", ca, "--host", ln.Addr().String())
-	if code != exitOK {
-		t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
-	}
-	checkComplete(t, rep.Runs[0])
 
 	// Without the CA, the certificate does not verify: a clear error.
-	code, _, stderr = bench(t, "pairs", "-n", "1", "--count", "1", "--tls", "--host", ln.Addr().String())
+	code, _, stderr := bench(t, "pairs", "-n", "1", "--count", "1", "--tls", "--host", tlsAddr)
 	if code != exitAborted || !strings.Contains(stderr, "certificate") {
 		t.Errorf("exit %d stderr %q, want %d and a certificate error", code, stderr, exitAborted)
 	}
-}
-
-func TestWebSocket(t *testing.T) {
-	addr := startTideWS(t)
-	code, rep, stderr := benchJSON(t, "fanout", "-n", "3", "--count", "300", "--qos", "1", "--ws", "--host", addr)
-	if code != exitOK {
-		t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
-	}
-	checkComplete(t, rep.Runs[0])
-	code, rep, stderr = benchJSON(t, "conns", "-n", "20", "--hold", "0s", "--ws", "--host", addr)
-	if code != exitOK || rep.Runs[0].Conns.Opened != 20 {
-		t.Fatalf("conns over ws: exit %d stderr:\n%s", code, stderr)
+	// A wrong WebSocket path is refused by the broker's HTTP side.
+	code, _, stderr = bench(t, "pairs", "-n", "1", "--count", "1", "--ws", "--ws-path", "/nope", "--host", wsAddr)
+	if code != exitAborted || !strings.Contains(stderr, "404") {
+		t.Errorf("exit %d stderr %q, want %d and a 404", code, stderr, exitAborted)
 	}
 }
 

@@ -199,7 +199,7 @@ dispatch:
 	// Reset rather than close: ten thousand sockets in TIME_WAIT would
 	// exhaust the ephemeral ports of the next repetition.
 	for _, ic := range conns {
-		if tc, ok := ic.nc.(*net.TCPConn); ok {
+		if tc := tcpOf(ic.nc); tc != nil {
 			tc.SetLinger(0)
 		}
 		ic.nc.Close()

@@ -6,15 +6,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,9 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
+	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core"
+	"github.com/tidemq/tide/core/listener"
 )
 
 // startTide runs Tide's core on an ephemeral loopback port.
@@ -114,8 +112,8 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// selfSigned returns a TLS certificate for 127.0.0.1 and its PEM.
-func selfSigned(t testing.TB) (tls.Certificate, []byte) {
+// selfSigned returns a certificate for 127.0.0.1 and its key, in PEM.
+func selfSigned(t testing.TB) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -140,13 +138,9 @@ func selfSigned(t testing.TB) (tls.Certificate, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, certPEM
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	return certPEM, keyPEM
 }
 
 // writeFile writes b to a file in the test's temporary directory.
@@ -159,63 +153,22 @@ func writeFile(t testing.TB, name string, b []byte) string {
 	return p
 }
 
-// chanListener is a net.Listener fed by an HTTP handler that upgrades to
-// WebSocket: the broker core accepts WebSocket connections through it the
-// way it accepts TCP ones.
-type chanListener struct {
-	ch     chan net.Conn
-	addr   net.Addr
-	closed chan struct{}
-	once   sync.Once
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
-
-// startTideWS serves Tide's core over WebSocket at path /mqtt.
-func startTideWS(t testing.TB) string {
+// startTideOn serves Tide's core on a listener of Tide's own
+// core/listener (tcp, tls, ws or wss) and returns its address.
+func startTideOn(t testing.TB, lc conf.Listener) string {
 	t.Helper()
-	s := core.New(core.Options{SysInterval: -1}, nil)
-	ln := &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/mqtt" {
-			http.NotFound(w, r)
-			return
-		}
-		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mqtt"}})
-		if err != nil {
-			return
-		}
-		c.SetReadLimit(-1)
-		select {
-		case ln.ch <- websocket.NetConn(context.Background(), c, websocket.MessageBinary):
-		case <-ln.closed:
-			c.CloseNow()
-		}
-	}))
-	srv.Start()
-	ln.addr = srv.Listener.Addr()
-	if err := s.Serve(ln, core.ListenerOptions{Name: "ws", AllowAnonymous: true}); err != nil {
+	lc.Address = "127.0.0.1:0"
+	ln, err := listener.Listen(lc, listener.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		shutdown(t, s)
-		srv.Close()
-	})
-	return srv.Listener.Addr().String()
+	s := core.New(core.Options{SysInterval: -1}, nil)
+	if err := s.Serve(ln, core.ListenerOptions{Name: ln.Name(), AllowAnonymous: true}); err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, s) })
+	return ln.Addr().String()
 }
 
 // freeAddr returns a loopback address where nothing listens.
