@@ -87,7 +87,6 @@ type Manager struct {
 
 	limiter logLimiter
 	wg      sync.WaitGroup // background work: replacements, retiring sets
-	stopped atomic.Bool
 }
 
 type sinkHolder struct{ w SinkWriter }
@@ -369,7 +368,6 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.kv.Close()
 	m.http.Close()
-	m.stopped.Store(true)
 	return err
 }
 

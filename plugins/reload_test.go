@@ -1,10 +1,13 @@
 package plugins
 
 import (
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core/event"
@@ -136,5 +139,39 @@ func TestConcurrentCallsAndReloads(t *testing.T) {
 		if e := <-errs; e != "" {
 			t.Errorf("a call during reloads answered %s", e)
 		}
+	}
+}
+
+// TestObserverSurvivesReload: reloading a plugin with the same observer
+// settings keeps its event queue, so no event is lost or seen twice.
+func TestObserverSurvivesReload(t *testing.T) {
+	p := scriptPlugin(t, "count", `
+local kv = require("kv")
+function on_message(msg) kv.incr("seen:" .. msg.payload) kv.incr("seen") end`)
+	b := startBroker(t, p)
+	pub := mustV5(t, b.addr, "pub")
+	const n = 200
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 10 {
+			if err := b.m.Reload([]conf.Plugin{p}); err != nil {
+				t.Errorf("reload: %v", err)
+				return
+			}
+		}
+	}()
+	for i := range n {
+		pub.publish(t, &paho.Publish{Topic: "t", QoS: 1, Payload: []byte(fmt.Sprint(i))})
+	}
+	<-done
+	eventually(t, "every message observed", func() bool { return b.m.KV().Get("seen").String() == fmt.Sprint(n) })
+	for i := range n {
+		if got := b.m.KV().Get("seen:" + fmt.Sprint(i)).String(); got != "1" {
+			t.Fatalf("message %d seen %s times, want 1", i, got)
+		}
+	}
+	if st := b.m.Stats()[0]; st.ObserverDropped != 0 {
+		t.Errorf("dropped %d", st.ObserverDropped)
 	}
 }

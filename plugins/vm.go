@@ -207,7 +207,7 @@ func fillClient(L *lua.LState, t *lua.LTable, c *event.Client) {
 	}
 }
 
-// errTimeout and errBusy classify failed calls.
+// errBusy and errClosed are the failures of a call that got no VM.
 var (
 	errBusy   = errors.New("no Lua VM free within the timeout (pool exhausted)")
 	errClosed = errors.New("plugin is being unloaded")
