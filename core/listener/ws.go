@@ -170,9 +170,12 @@ func (ws *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // message; reads return the bytes of binary messages in order whatever
 // their framing, so a packet split over messages or several packets in one
 // message read the same. A text message closes the connection with 1003
-// [MQTT-6.0.0-1]. Close performs the closing handshake (bounded by the
-// library at five seconds for a peer that does not answer), which plays the
-// part of TCP's half-close: what was written before it is delivered.
+// [MQTT-6.0.0-1]. Close sends the close frame (1000) after what was
+// written, so the broker's last packets (a DISCONNECT with its reason)
+// arrive, and ends the socket without waiting on a peer that does not
+// answer: a take-over of a dead browser connection is not delayed. Having no
+// CloseWrite, it is closed outright by the core, which is what the close
+// frame already stands for.
 type wsConn struct{ net.Conn }
 
 // wssConn is a wsConn on TLS; ConnectionState gives the core the client

@@ -460,3 +460,49 @@ func TestListenerCloseKeepsConnectionsAndMetrics(t *testing.T) {
 	}
 	c.roundTrip(t, "close/stays", "still connected")
 }
+
+func TestWebSocketKickDeliversDisconnect(t *testing.T) {
+	b := startBroker(t, conf.Listener{Type: "ws"})
+	tcp, err := listener.Listen(conf.Listener{Name: "test-tcp", Type: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.Serve(tcp, core.ListenerOptions{Name: tcp.Name(), AllowAnonymous: true}); err != nil {
+		t.Fatal(err)
+	}
+	connect5 := packet.Encode(&packet.Connect{ProtocolLevel: packet.V5, ClientID: "kicked", CleanStart: true, KeepAlive: 60}, packet.V5)
+
+	old := newWSClient(t, "ws://"+b.addr+"/mqtt", nil)
+	old.r.Version = packet.V5
+	old.send(connect5)
+	expectConnack(t, old)
+
+	// The same client id over TCP takes the session over: the WebSocket
+	// client gets DISCONNECT 0x8E, then the close frame (read as EOF).
+	start := time.Now()
+	conn, err := net.DialTimeout("tcp", tcp.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(connect5); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	nr := packet.NewReader(conn)
+	nr.Version = packet.V5
+	if p, _, err := nr.ReadPacket(); err != nil {
+		t.Fatalf("new connection: %v", err)
+	} else if ack, ok := p.(*packet.Connack); !ok || ack.ReasonCode != 0 {
+		t.Fatalf("new connection got %+v, want a successful CONNACK", p)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("take-over took %v", d)
+	}
+	if d, ok := old.next().(*packet.Disconnect); !ok || d.ReasonCode != 0x8E {
+		t.Fatalf("old connection got %+v, want DISCONNECT 0x8E session taken over", d)
+	}
+	if _, _, err := old.r.ReadPacket(); err != io.EOF {
+		t.Errorf("after DISCONNECT: %v, want EOF (a normal close frame)", err)
+	}
+}
