@@ -168,7 +168,7 @@ func BenchmarkOnPublish(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if d := m.OnPublish(ctx, &c, msg); d.Verdict == event.Deny {
-						b.Fatalf("denied: %s", d.Reason)
+						b.Fatalf("denied: %s (stats %+v)", d.Reason, m.Stats())
 					}
 				}
 			})

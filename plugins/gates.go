@@ -88,12 +88,14 @@ func (m *Manager) OnPublish(ctx context.Context, c *event.Client, msg *event.Mes
 	return event.PublishDecision{}
 }
 
-// deadline returns when a call starting at start must end: the plugin's
-// timeout, or the caller's deadline if sooner.
-func (in *instance) deadline(ctx context.Context, start time.Time) time.Time {
-	d := start.Add(in.timeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(d) {
-		return dl
+// deadline returns when a call starting at start must end (since epoch):
+// the plugin's timeout, or the caller's deadline if sooner.
+func (in *instance) deadline(ctx context.Context, start int64) int64 {
+	d := start + int64(in.timeout)
+	if dl, ok := ctx.Deadline(); ok {
+		if c := int64(dl.Sub(epoch)); c < d {
+			return c
+		}
 	}
 	return d
 }
@@ -105,14 +107,14 @@ func (in *instance) deadline(ctx context.Context, start time.Time) time.Time {
 // else within runFor of getting the VM (observers). A VM whose call failed
 // or timed out is discarded. The returned error is the call's (Lua error,
 // timeout, busy) or read's.
-func (in *instance) invoke(h hook, p *pool, waitUntil time.Time, runFor time.Duration, push func(v *vm) int, read func(r1, r2 lua.LValue) error) (err error) {
+func (in *instance) invoke(h hook, p *pool, waitUntil int64, runFor time.Duration, push func(v *vm) int, read func(r1, r2 lua.LValue) error) (err error) {
 	v, err := p.get(waitUntil)
 	if err != nil {
 		return err
 	}
 	deadline := waitUntil
 	if runFor > 0 {
-		deadline = time.Now().Add(runFor)
+		deadline = now() + int64(runFor)
 	}
 	fn := v.fns[h]
 	if fn == nil {
@@ -183,7 +185,7 @@ func (in *instance) failVerdict() event.Verdict {
 func (in *instance) failReason() string { return "plugin " + in.cfg.Name + " unavailable" }
 
 func (in *instance) connect(ctx context.Context, req *event.ConnectRequest) connectAnswer {
-	start := time.Now()
+	start := now()
 	hs := &in.stats.hooks[hookConnect]
 	hs.calls.Add(1)
 	var key string
@@ -208,7 +210,7 @@ func (in *instance) connect(ctx context.Context, req *event.ConnectRequest) conn
 		a, err = parseConnect(r1, r2)
 		return err
 	})
-	hs.observe(time.Since(start))
+	hs.observe(time.Duration(now() - start))
 	if err != nil {
 		in.fail(hookConnect, err)
 		a = connectAnswer{verdict: in.failVerdict(), reason: in.failReason()}
@@ -329,7 +331,7 @@ func parseConnect(r1, r2 lua.LValue) (connectAnswer, error) {
 }
 
 func (in *instance) subscribe(ctx context.Context, c *event.Client, sub *event.Subscription) subscribeAnswer {
-	start := time.Now()
+	start := now()
 	hs := &in.stats.hooks[hookSubscribe]
 	hs.calls.Add(1)
 	var key string
@@ -359,7 +361,7 @@ func (in *instance) subscribe(ctx context.Context, c *event.Client, sub *event.S
 		a, err = parseSubscribe(r1, r2)
 		return err
 	})
-	hs.observe(time.Since(start))
+	hs.observe(time.Duration(now() - start))
 	if err != nil {
 		in.fail(hookSubscribe, err)
 		a = subscribeAnswer{verdict: in.failVerdict(), reason: in.failReason()}
@@ -437,7 +439,7 @@ func parseSubscribe(r1, r2 lua.LValue) (subscribeAnswer, error) {
 }
 
 func (in *instance) publish(ctx context.Context, c *event.Client, msg *event.Message, payload *lua.LValue) event.PublishDecision {
-	start := time.Now()
+	start := now()
 	hs := &in.stats.hooks[hookPublish]
 	hs.calls.Add(1)
 	var d event.PublishDecision
@@ -453,13 +455,13 @@ func (in *instance) publish(ctx context.Context, c *event.Client, msg *event.Mes
 		if *payload == lua.LNil {
 			*payload = lua.LString(msg.Payload)
 		}
-		v.L.Push(luaconv.Message(v.L, msg, *payload, false))
+		v.L.Push(v.messageTable(msg, *payload))
 		return 2
 	}, func(r1, r2 lua.LValue) (err error) {
 		d, err = parsePublish(r1, r2, msg, *payload)
 		return err
 	})
-	hs.observe(time.Since(start))
+	hs.observe(time.Duration(now() - start))
 	if err != nil {
 		in.fail(hookPublish, err)
 		d = event.PublishDecision{Verdict: in.failVerdict(), Reason: in.failReason()}

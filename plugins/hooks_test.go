@@ -436,3 +436,44 @@ func TestUnneededArgumentsAreNotBuilt(t *testing.T) {
 		t.Errorf("vararg hook verdict %v, want allow", v)
 	}
 }
+
+// TestMessageTableReuse: a hook that only reads msg's fields gets one
+// table per VM, refilled; a hook that keeps msg gets a table per call.
+func TestMessageTableReuse(t *testing.T) {
+	m, _ := withScript(t, `
+function on_publish(client, msg)
+  local p = msg.properties
+  return false, msg.topic .. " " .. msg.payload .. " " .. tostring(p and p.content_type)
+end`, func(p *conf.Plugin) { p.Pool = 1 })
+	gates := m.cur.Load().all[0].gates
+	v := <-gates.ch
+	reused := v.msg != nil
+	gates.put(v)
+	if !reused {
+		t.Fatal("the hook only reads msg, yet its table is not reused")
+	}
+	first := testMessage()
+	first.Props.ContentType = "text/plain"
+	second := testMessage()
+	second.Topic, second.Payload = "b", []byte("2")
+	if d := m.OnPublish(ctx, testClient, first); d.Reason != `devices/dev1/temp {"t":21.5} text/plain` {
+		t.Errorf("first call saw %q", d.Reason)
+	}
+	if d := m.OnPublish(ctx, testClient, second); d.Reason != "b 2 nil" {
+		t.Errorf("second call saw %q: fields of the first message left over", d.Reason)
+	}
+
+	keep, _ := withScript(t, `
+local last
+function on_publish(client, msg)
+  local before = last and last.topic or "none"
+  last = msg
+  return false, before
+end`, func(p *conf.Plugin) { p.Pool = 1 })
+	if d := keep.OnPublish(ctx, testClient, first); d.Reason != "none" {
+		t.Errorf("first call: %q", d.Reason)
+	}
+	if d := keep.OnPublish(ctx, testClient, second); d.Reason != "devices/dev1/temp" {
+		t.Errorf("a kept msg changed under the script: %q, want the first message's topic", d.Reason)
+	}
+}

@@ -86,7 +86,8 @@ type Manager struct {
 	order   []string // plugin names in configuration order, for Stats
 
 	limiter logLimiter
-	wg      sync.WaitGroup // background work: replacements, retiring sets
+	watch   *watchdog
+	wg      sync.WaitGroup // background work: replacements, retiring sets, the watchdog
 }
 
 type sinkHolder struct{ w SinkWriter }
@@ -117,9 +118,11 @@ func New(opts Options) *Manager {
 		observers: map[string]*observer{},
 		stats:     map[string]*pluginStats{},
 		limiter:   logLimiter{last: map[string]*limited{}},
+		watch:     newWatchdog(),
 	}
 	m.sinkW.Store(&sinkHolder{w: opts.Sinks})
 	m.cur.Store(&set{})
+	m.goFunc(m.watch.run)
 	return m
 }
 
@@ -297,6 +300,11 @@ func (m *Manager) Reload(cfgs []conf.Plugin) error {
 	m.order = order
 	m.statsMu.Unlock()
 
+	shortest := m.opts.InitTimeout
+	for _, c := range cfgs {
+		shortest = min(shortest, c.Timeout.Duration)
+	}
+	m.watch.setTimeout(shortest)
 	old := m.cur.Swap(next)
 	m.updateObservers(next)
 	m.goFunc(old.retire)
@@ -352,7 +360,11 @@ func (m *Manager) Close(ctx context.Context) error {
 		err = fmt.Errorf("plugins: close: %w", ctx.Err())
 	}
 	old := m.cur.Swap(&set{})
-	m.goFunc(old.retire)
+	m.goFunc(func() {
+		old.retire()
+		// The last VMs are closed: nothing left to watch.
+		close(m.watch.stop)
+	})
 	done := make(chan struct{})
 	go func() {
 		<-drained

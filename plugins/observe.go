@@ -123,13 +123,13 @@ func (in *instance) observe(e *event.Event) {
 	default:
 		return
 	}
-	start := time.Now()
+	start := now()
 	hs := &in.stats.hooks[h]
 	hs.calls.Add(1)
 	// Waiting for a VM is not a failure here: the pool has one VM per
 	// worker, and only a replacement being loaded can make it wait.
 	wait := max(in.timeout, in.m.opts.InitTimeout)
-	err := in.invoke(h, in.obs, start.Add(wait), in.timeout, func(v *vm) int {
+	err := in.invoke(h, in.obs, start+int64(wait), in.timeout, func(v *vm) int {
 		if h == hookMessage {
 			if v.nargs[h] < 1 {
 				return 0
@@ -148,7 +148,7 @@ func (in *instance) observe(e *event.Event) {
 		v.L.Push(disconnectTable(v.L, e.Disconnect))
 		return 2
 	}, func(_, _ lua.LValue) error { return nil })
-	hs.observe(time.Since(start))
+	hs.observe(time.Duration(now() - start))
 	if err != nil {
 		in.fail(h, err)
 	}

@@ -34,14 +34,14 @@ func (p *pool) fill() error {
 	return nil
 }
 
-// get takes a VM, waiting until deadline at most.
-func (p *pool) get(deadline time.Time) (*vm, error) {
+// get takes a VM, waiting until deadline (since epoch) at most.
+func (p *pool) get(deadline int64) (*vm, error) {
 	select {
 	case v := <-p.ch:
 		return v, nil
 	default:
 	}
-	wait := time.Until(deadline)
+	wait := time.Duration(deadline - now())
 	if wait <= 0 {
 		return nil, errBusy
 	}

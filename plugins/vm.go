@@ -35,22 +35,35 @@ func (h hook) String() string { return hookNames[h] }
 // rather than observes.
 func (h hook) isGate() bool { return h <= hookPublish }
 
-// callCtx is a VM's context for its whole life. Done is closed only when a
-// call passes its deadline, and a VM whose call timed out is discarded, so
-// one channel per VM suffices: arming a call costs a timer reset instead of
-// a context, a timer and a goroutine-safe cancel function per call.
+// epoch anchors the runtime's clock: durations since it are read from the
+// monotonic clock alone, which costs half of time.Now on virtual machines,
+// and a call reads the clock only twice (start, end).
+var epoch = time.Now()
+
+// now returns the nanoseconds elapsed since epoch.
+func now() int64 { return int64(time.Since(epoch)) }
+
+// callCtx is a VM's context for its whole life. Its deadline is that of the
+// call running on the VM (0 when idle). The watchdog closes Done when a call
+// passes its deadline, and such a VM is discarded, so one channel per VM
+// suffices: arming a call is one atomic store, with no context, timer or
+// cancel function per call.
 type callCtx struct {
 	done     chan struct{}
-	deadline atomic.Int64 // unix nanoseconds of the current call's deadline
+	deadline atomic.Int64 // since epoch; 0 idle, expiredMark after expiry
 	expired  atomic.Bool
 }
 
+const expiredMark = -1
+
+// Deadline, Done, Err and Value implement context.Context, so that Go
+// functions called by scripts (http, sql) end with the hook's call.
 func (c *callCtx) Deadline() (time.Time, bool) {
 	d := c.deadline.Load()
-	if d == 0 {
+	if d <= 0 {
 		return time.Time{}, false
 	}
-	return time.Unix(0, d), true
+	return epoch.Add(time.Duration(d)), true
 }
 
 func (c *callCtx) Done() <-chan struct{} { return c.done }
@@ -64,8 +77,11 @@ func (c *callCtx) Err() error {
 
 func (c *callCtx) Value(any) any { return nil }
 
-func (c *callCtx) expire() {
-	if c.expired.CompareAndSwap(false, true) {
+// expireIfPast ends the running call if its deadline is before t.
+func (c *callCtx) expireIfPast(t int64) {
+	d := c.deadline.Load()
+	if d > 0 && t >= d && c.deadline.CompareAndSwap(d, expiredMark) {
+		c.expired.Store(true)
 		close(c.done)
 	}
 }
@@ -77,12 +93,16 @@ type vm struct {
 	fns   [numHooks]*lua.LFunction
 	nargs [numHooks]int // parameters the hook declares: arguments it does not take are not built
 	ctx   *callCtx
-	timer *time.Timer
+	armed int64 // the deadline of the running call
 
 	// clients caches the client table of each connection (read-only for
 	// scripts), since a connection publishes many times. Bounded: cleared
 	// when full, as a connection that went away cannot be told apart.
 	clients map[*event.Client]*lua.LTable
+
+	// msg is on_publish's message table, refilled for every call, when
+	// the hook provably keeps no reference to it (paramEscapes).
+	msg *lua.LTable
 }
 
 const maxCachedClients = 1024
@@ -92,8 +112,7 @@ const maxCachedClients = 1024
 func (in *instance) newVM() (v *vm, err error) {
 	L := newState()
 	v = &vm{L: L, in: in, ctx: &callCtx{done: make(chan struct{})}, clients: map[*event.Client]*lua.LTable{}}
-	v.timer = time.AfterFunc(time.Hour, v.ctx.expire)
-	v.timer.Stop()
+	in.m.watch.add(v)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s: panic while loading: %v", in.script.path, r)
@@ -107,7 +126,7 @@ func (in *instance) newVM() (v *vm, err error) {
 	L.SetGlobal("config", luaconv.ToLua(L, settings(in.cfg.Settings)))
 	L.SetContext(v.ctx)
 
-	v.arm(time.Now().Add(in.m.opts.InitTimeout))
+	v.arm(now() + int64(in.m.opts.InitTimeout))
 	L.Push(L.NewFunctionFromProto(in.script.proto))
 	err = L.PCall(0, 0, nil)
 	if err == nil {
@@ -135,6 +154,9 @@ func (in *instance) newVM() (v *vm, err error) {
 			}
 		}
 	}
+	if fn := v.fns[hookPublish]; fn != nil && !paramEscapes(fn, 1) {
+		v.msg = L.CreateTable(0, 6)
+	}
 	return v, nil
 }
 
@@ -147,22 +169,20 @@ func settings(s map[string]any) map[string]any {
 	return s
 }
 
-// arm starts a call that must end by deadline.
-func (v *vm) arm(deadline time.Time) {
-	v.ctx.deadline.Store(deadline.UnixNano())
-	v.timer.Reset(time.Until(deadline))
+// arm starts a call that must end by deadline (since epoch).
+func (v *vm) arm(deadline int64) {
+	v.armed = max(deadline, 1)
+	v.ctx.deadline.Store(v.armed)
 }
 
-// disarm ends a call; false means the deadline passed (the VM's context is
-// done and the VM must not be used again).
+// disarm ends a call; false means the watchdog expired it (the VM's
+// context is done and the VM must not be used again).
 func (v *vm) disarm() bool {
-	stopped := v.timer.Stop()
-	v.ctx.deadline.Store(0)
-	return stopped && !v.ctx.expired.Load()
+	return v.ctx.deadline.CompareAndSwap(v.armed, 0)
 }
 
 func (v *vm) close() {
-	v.timer.Stop()
+	v.in.m.watch.remove(v)
 	v.L.Close()
 }
 
@@ -205,6 +225,30 @@ func fillClient(L *lua.LState, t *lua.LTable, c *event.Client) {
 		tls.RawSetString("sans", luaconv.ToLua(L, append([]string{}, c.TLS.SANs...)))
 		t.RawSetString("tls", tls)
 	}
+}
+
+// messageTable returns on_publish's msg: the VM's reused table when the
+// hook cannot keep it, else a new one.
+func (v *vm) messageTable(m *event.Message, payload lua.LValue) *lua.LTable {
+	t := v.msg
+	if t == nil {
+		return luaconv.Message(v.L, m, payload, false)
+	}
+	t.RawSetString("topic", lua.LString(m.Topic))
+	t.RawSetString("payload", payload)
+	t.RawSetString("qos", lua.LNumber(m.QoS))
+	t.RawSetString("retain", lua.LBool(m.Retain))
+	if m.Time.IsZero() {
+		t.RawSetString("time", lua.LNil)
+	} else {
+		t.RawSetString("time", lua.LNumber(float64(m.Time.UnixNano())/1e9))
+	}
+	if luaconv.HasProperties(&m.Props) {
+		t.RawSetString("properties", luaconv.Properties(v.L, &m.Props))
+	} else {
+		t.RawSetString("properties", lua.LNil)
+	}
+	return t
 }
 
 // errBusy and errClosed are the failures of a call that got no VM.
