@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core"
 	"github.com/tidemq/tide/core/admin"
 )
@@ -66,3 +67,6 @@ func (b adminBroker) Stats() admin.Stats {
 		NoSubscribers: s.NoSubscribers,
 	}
 }
+
+// conf.Admin converts to Options as is (same fields, in the same order).
+var _ = admin.Options(conf.Admin{})

@@ -151,13 +151,10 @@ func (ws *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.reject(reason, r.RemoteAddr, err)
 		return
 	}
-	// The connection outlives the request, whose context ends when this
-	// handler returns: it gets a context of its own, and ends when the
-	// broker closes it.
-	nc := websocket.NetConn(context.Background(), c, websocket.MessageBinary)
-	var conn net.Conn = &wsConn{Conn: nc}
+	wc := newWSConn(c, sw.conn)
+	var conn net.Conn = wc
 	if r.TLS != nil {
-		conn = &wssConn{Conn: nc, state: *r.TLS}
+		conn = &wssConn{wsConn: wc, state: *r.TLS}
 	}
 	select {
 	case ws.conns <- conn:
@@ -170,18 +167,76 @@ func (ws *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // message; reads return the bytes of binary messages in order whatever
 // their framing, so a packet split over messages or several packets in one
 // message read the same. A text message closes the connection with 1003
-// [MQTT-6.0.0-1]. Close sends the close frame (1000) after what was
-// written, so the broker's last packets (a DISCONNECT with its reason)
-// arrive, and ends the socket without waiting on a peer that does not
-// answer: a take-over of a dead browser connection is not delayed. Having no
-// CloseWrite, it is closed outright by the core, which is what the close
-// frame already stands for.
-type wsConn struct{ net.Conn }
+// [MQTT-6.0.0-1].
+//
+// CloseWrite is WebSocket's half-close: it starts the closing handshake,
+// sending the close frame (1000) after what was written, and returns; the
+// peer's close frame then ends reading with io.EOF. The core calls it, then
+// bounds its last read with a deadline, as for TCP, so the broker's last
+// packets (a DISCONNECT with its reason) arrive and a peer that does not
+// answer costs at most that deadline. Close waits a little for the
+// handshake, then closes the socket under it.
+type wsConn struct {
+	net.Conn // websocket.NetConn of ws
+	ws       *websocket.Conn
+	// raw is the socket under the WebSocket (under TLS for wss), closed to
+	// end a handshake the peer does not answer.
+	raw       net.Conn
+	closeOnce sync.Once
+	closed    chan struct{} // the closing handshake is over
+}
+
+// closeGrace is how long Close waits for the peer's close frame once the
+// core has finished reading.
+const closeGrace = 500 * time.Millisecond
+
+func newWSConn(ws *websocket.Conn, raw net.Conn) *wsConn {
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	return &wsConn{
+		// The connection outlives the HTTP request, whose context ends
+		// when the handler returns: it has a context of its own, and ends
+		// when the broker closes it.
+		Conn:   websocket.NetConn(context.Background(), ws, websocket.MessageBinary),
+		ws:     ws,
+		raw:    raw,
+		closed: make(chan struct{}),
+	}
+}
+
+// CloseWrite sends the close frame and returns at once.
+func (c *wsConn) CloseWrite() error {
+	c.closeOnce.Do(func() {
+		go func() {
+			defer close(c.closed)
+			_ = c.ws.Close(websocket.StatusNormalClosure, "")
+		}()
+	})
+	return nil
+}
+
+// Close ends the connection: the closing handshake if it is not under way,
+// at most closeGrace of waiting for the peer, then the socket.
+func (c *wsConn) Close() error {
+	_ = c.CloseWrite()
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-c.closed:
+	case <-t.C:
+		_ = c.raw.Close()
+		<-c.closed
+	}
+	// Stops the net.Conn's deadline timers; the WebSocket is closed already.
+	_ = c.Conn.Close()
+	return nil
+}
 
 // wssConn is a wsConn on TLS; ConnectionState gives the core the client
 // certificate, as for a tls listener.
 type wssConn struct {
-	net.Conn
+	*wsConn
 	state tls.ConnectionState
 }
 
@@ -193,6 +248,7 @@ func (c *wssConn) ConnectionState() tls.ConnectionState { return c.state }
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	conn   net.Conn // the hijacked socket
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -210,6 +266,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil {
+		w.conn = c
 		err = c.SetDeadline(time.Time{})
 	}
 	return c, brw, err
