@@ -24,9 +24,11 @@ import (
 // records with ~40-byte JSON payloads into a table that grows as it would.
 //
 //	TIDE_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
-//	  go test -run '^$' -bench Write -benchtime 200x -count 3 ./datastore/postgres/
+//	  go test -run '^$' -bench Write -benchtime 300x -count 3 ./datastore/postgres/
 //
-// Results: see the comment on insertTemplate in postgres.go.
+// The 2ms round trip goes through the test proxy (outage_test.go), which
+// delays every chunk it forwards by 1ms each way. Results: see the comment
+// on insertTemplate in postgres.go.
 func BenchmarkWrite(b *testing.B) {
 	const batchSize = 500
 	for _, rtt := range []time.Duration{0, 2 * time.Millisecond} {
