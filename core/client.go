@@ -150,9 +150,7 @@ func (c *client) sendMessageFrom(d delivery, enc []byte, pid uint16, from *clien
 	if enc == nil {
 		enc = encodeDelivery(d, c.version, false, time.Now())
 	}
-	if c.maxOut > 0 && uint32(len(enc)) > c.maxOut {
-		c.srv.stats.DroppedTooLarge.Add(1)
-		c.srv.logDrop("larger than the subscriber's maximum packet size", c.id, d.msg.Topic)
+	if !c.fits(enc, d.msg.Topic) {
 		return false
 	}
 	it := outItem{buf: enc, qos0: d.qos == 0, qos: d.qos}
@@ -171,6 +169,17 @@ func (c *client) sendMessageFrom(d delivery, enc []byte, pid uint16, from *clien
 	}
 	if c.srv.bus.Wants(event.Deliver) {
 		c.srv.bus.Emit(&event.Event{Kind: event.Deliver, Time: time.Now(), Client: c.info, Message: d.msg.eventMessage()})
+	}
+	return true
+}
+
+// fits reports whether an encoded message is within the client's maximum
+// packet size, counting and logging the drop when it is not.
+func (c *client) fits(enc []byte, topicName string) bool {
+	if c.maxOut > 0 && uint32(len(enc)) > c.maxOut {
+		c.srv.stats.DroppedTooLarge.Add(1)
+		c.srv.logDrop("larger than the subscriber's maximum packet size", c.id, topicName)
+		return false
 	}
 	return true
 }
@@ -393,6 +402,11 @@ func (c *client) handleAck(a *packet.Ack) error {
 		ack := &packet.Ack{Kind: packet.PUBCOMP, PacketID: a.PacketID}
 		if !c.sess.releaseInbound(a.PacketID) {
 			ack.ReasonCode = packet.PacketIdentifierNotFound
+		} else if s := c.srv; s.syncAlways {
+			// PUBCOMP once the id is forgotten on disk too: otherwise, after a
+			// crash, a new message reusing the id would pass for a resend.
+			s.journal.AfterCommit(func() { c.sendControl(ack) })
+			return nil
 		}
 		c.sendControl(ack)
 		return nil

@@ -29,16 +29,33 @@ func (ss *session) emit(op persist.Op) {
 // flushOps hands the collected writes to the publish being routed (r), or
 // submits them as one group. Caller holds ss.mu.
 func (ss *session) flushOps(r *router) {
-	if len(ss.ops) == 0 {
+	if len(ss.ops) == 0 && len(ss.deferred) == 0 {
 		return
 	}
 	if r != nil {
 		r.ops = append(r.ops, ss.ops...)
+		r.deferred = append(r.deferred, ss.deferred...)
 	} else if j := ss.srv.journal; j != nil {
 		j.Submit(ss.ops...)
+		runAfter(j, ss.deferred)
 	}
 	clear(ss.ops)
 	ss.ops = ss.ops[:0]
+	clear(ss.deferred)
+	ss.deferred = ss.deferred[:0]
+}
+
+// runAfter runs fns, in order, once everything submitted so far is durable.
+func runAfter(j *persist.Journal, fns []func()) {
+	if len(fns) == 0 {
+		return
+	}
+	fns = append([]func(){}, fns...)
+	j.AfterCommit(func() {
+		for _, f := range fns {
+			f()
+		}
+	})
 }
 
 // saveSession writes the session record (will: a will waiting for its

@@ -253,6 +253,16 @@ func (s *Server) publishOps(m *Message, from *client) (int, []persist.Op) {
 	if len(r.ops) > 0 {
 		ops = append(ops, r.ops...)
 	}
+	if len(r.deferred) > 0 {
+		// Sends waiting for the routed writes: they ride on the group as a
+		// last no-op, run once it is durable.
+		fns := append([]func(){}, r.deferred...)
+		ops = append(ops, persist.Op{Kind: persist.Notify, Then: func() {
+			for _, f := range fns {
+				f()
+			}
+		}})
+	}
 	r.reset()
 	s.routePool.Put(r)
 	if n == 0 {
@@ -263,14 +273,15 @@ func (s *Server) publishOps(m *Message, from *client) (int, []persist.Op) {
 
 // router is the scratch space of one routing pass, pooled.
 type router struct {
-	ops     []persist.Op
-	from    *client
-	m       topic.Matches
-	targets []target
-	idx     map[string]int
-	msg     *Message
-	now     time.Time
-	enc     [2][3][2][]byte // [v5][qos][retain]
+	ops      []persist.Op
+	deferred []func()
+	from     *client
+	m        topic.Matches
+	targets  []target
+	idx      map[string]int
+	msg      *Message
+	now      time.Time
+	enc      [2][3][2][]byte // [v5][qos][retain]
 }
 
 type target struct {
@@ -288,6 +299,8 @@ func (r *router) reset() {
 	r.from = nil
 	clear(r.ops)
 	r.ops = r.ops[:0]
+	clear(r.deferred)
+	r.deferred = r.deferred[:0]
 	r.enc = [2][3][2][]byte{}
 }
 

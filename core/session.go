@@ -82,6 +82,7 @@ type session struct {
 	// entries; diskOnly entries from diskNext on are on disk and not in
 	// pending (an offline session's queue stays on disk).
 	ops          []persist.Op
+	deferred     []func() // sends that wait for ops to be durable
 	stored       bool
 	nextSeq      uint64
 	diskOnly     int
@@ -96,6 +97,7 @@ func newSession(srv *Server, id string) *session {
 		subs:     map[string]*subEntry{},
 		inflight: map[uint16]*inflightMsg{},
 		inQoS2:   map[uint16]struct{}{},
+		nextSeq:  1, // 0 means "not stored"
 	}
 }
 
@@ -283,25 +285,38 @@ func (ss *session) roomMade() {
 	}
 }
 
-// sendInflight assigns a packet identifier and sends. Caller holds ss.mu.
+// sendInflight assigns a packet identifier and sends. With sync = always a
+// QoS 2 message is written with its packet identifier before it leaves:
+// after a crash the broker must resend it with the same identifier, or a
+// client that already has it would take it for a new message. Caller holds ss.mu.
 func (ss *session) sendInflight(c *client, d delivery, enc []byte) {
-	pid := ss.allocPID()
-	if !c.sendMessage(d, enc, pid) {
+	if enc == nil {
+		enc = encodeDelivery(d, c.version, false, time.Now())
+	}
+	if !c.fits(enc, d.msg.Topic) {
 		// Too large for the client: treated as delivered [MQTT-3.1.2-25].
 		if d.seq != 0 {
 			ss.emit(persist.Op{Kind: persist.DelEntry, Seq: d.seq})
 		}
 		return
 	}
+	pid := ss.allocPID()
+	gate := false
 	if ss.persistent() {
 		if d.seq == 0 {
 			d.seq = ss.nextSeq
 			ss.nextSeq++
 		}
 		ss.emit(persist.Op{Kind: persist.PutEntry, Entry: entryOf(d, pid, persist.WaitAck)})
+		gate = d.qos == 2 && ss.srv.syncAlways
 	}
 	ss.inflight[pid] = &inflightMsg{delivery: d, pid: pid}
 	ss.inflightOrder = append(ss.inflightOrder, pid)
+	if gate {
+		ss.deferred = append(ss.deferred, func() { c.sendMessage(d, enc, pid) })
+		return
+	}
+	c.sendMessage(d, enc, pid)
 }
 
 // fill moves queued messages into the in-flight window, reading the next
@@ -379,11 +394,21 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (
 		} else {
 			m.state = waitComp
 			m.msg = nil // the payload is no longer needed
+			c := ss.conn
 			if m.seq != 0 {
 				ss.emit(persist.Op{Kind: persist.PutEntry, Entry: entryOf(m.delivery, pid, persist.WaitComp)})
+				if ss.srv.syncAlways && c != nil {
+					// PUBREL only once the new state is on disk: after a crash
+					// the broker must not send the PUBLISH again to a client
+					// that already completed the exchange.
+					ss.flushOps(nil)
+					conn := c
+					ss.srv.journal.AfterCommit(func() { conn.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}) })
+					c = nil
+				}
 			}
-			if ss.conn != nil {
-				ss.conn.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+			if c != nil {
+				c.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
 			}
 		}
 	case kind == packet.PUBREC && m.qos == 2 && m.state == waitComp:

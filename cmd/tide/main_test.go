@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,6 +93,9 @@ func TestVersionAndPasswd(t *testing.T) {
 	}
 }
 
+// logs maps a started broker to the file holding its log.
+var logs sync.Map
+
 var listenRe = regexp.MustCompile(`msg=listening .*address=([0-9.]+:[0-9]+)`)
 
 // startTide runs the binary with cfg and returns its MQTT address.
@@ -107,10 +112,26 @@ func startTide(t *testing.T, cfg string) (*exec.Cmd, string) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	lines := make(chan string, 100)
+	logf, err := os.CreateTemp("", "tide-test-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.Remove(logf.Name()) // kept for reading when the test failed
+		}
+	})
+	logs.Store(cmd, logf.Name())
 	go func() {
+		defer logf.Close()
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			lines <- sc.Text()
+			fmt.Fprintln(logf, sc.Text())
+			select {
+			case lines <- sc.Text():
+			default:
+			}
 		}
 		close(lines)
 	}()
@@ -122,10 +143,6 @@ func startTide(t *testing.T, cfg string) (*exec.Cmd, string) {
 				t.Fatal("tide exited before listening")
 			}
 			if m := listenRe.FindStringSubmatch(l); m != nil {
-				go func() {
-					for range lines {
-					}
-				}()
 				return cmd, m[1]
 			}
 		case <-deadline:

@@ -46,7 +46,7 @@ type Journal struct {
 	mu      sync.Mutex
 	pending []Op
 	// index finds a pending PutEntry so that its DelEntry (a message
-	// acknowledged before it was written) cancels both.
+	// acknowledged before it was written) replaces it.
 	index     map[entryKey]int
 	callbacks []func()
 	room      *sync.Cond
@@ -102,10 +102,16 @@ func (j *Journal) Submit(ops ...Op) {
 	}
 	for _, op := range ops {
 		switch op.Kind {
+		case Notify:
+			j.callbacks = append(j.callbacks, op.Then)
+			continue
 		case DelEntry:
 			k := entryKey{op.Session, op.Seq}
 			if i, ok := j.index[k]; ok {
-				j.pending[i].Kind = 0 // never written: nothing to delete
+				// The pending put becomes the delete: the entry's data is
+				// never written, and an older state already on disk (an
+				// earlier commit) is still removed.
+				j.pending[i] = op
 				delete(j.index, k)
 				j.coalesced.Add(1)
 				continue

@@ -88,6 +88,9 @@ const (
 	DelInbound
 	PutRetained
 	DelRetained
+	// Notify writes nothing: its Then runs once the group it ends is
+	// durable (a send that must wait for the group's writes).
+	Notify
 )
 
 // Op is one change. Which fields are used depends on Kind.
@@ -102,6 +105,7 @@ type Op struct {
 	PID      uint16 // Put/DelInbound
 	Topic    string // Put/DelRetained
 	Retained *Message
+	Then     func() // Notify
 }
 
 // State is everything loaded at start-up except queue contents, which are
