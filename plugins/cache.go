@@ -19,10 +19,9 @@ type cache struct {
 }
 
 type cached struct {
-	expires  time.Time
-	answered bool
-	connect  connectAnswer
-	sub      subscribeAnswer
+	expires time.Time
+	connect connectAnswer
+	sub     subscribeAnswer
 }
 
 func newCache(ttl time.Duration) *cache { return &cache{ttl: ttl, m: map[string]cached{}} }

@@ -12,7 +12,12 @@
 // Each plugin compiles its script once and keeps a pool of Lua VMs created
 // at load and reused by every call (no VM per call). A call takes a VM
 // (waiting at most the plugin's timeout), runs the hook under that timeout,
-// and returns the VM. A timeout, a Lua error, a panic or an empty pool
+// and returns the VM. The hot path is kept lean: a watchdog goroutine ends
+// overdue calls (arming a call is an atomic store), a connection's client
+// table is built once per VM, the payload becomes a Lua string once for all
+// plugins, arguments a hook does not declare are not built, and
+// on_publish's message table is reused when the hook's bytecode shows that
+// it only reads the table's fields. A timeout, a Lua error, a panic or an empty pool
 // applies the plugin's fail policy (closed: deny; open: allow), is counted
 // (Stats, SysValues) and logged, rate-limited, with the script's file and
 // line; a VM that failed mid-call is discarded and replaced.

@@ -215,7 +215,7 @@ func (in *instance) connect(ctx context.Context, req *event.ConnectRequest) conn
 		in.fail(hookConnect, err)
 		a = connectAnswer{verdict: in.failVerdict(), reason: in.failReason()}
 	} else if in.cache != nil {
-		in.cache.put(key, cached{connect: a, answered: true})
+		in.cache.put(key, cached{connect: a})
 	}
 	if a.verdict == event.Deny {
 		hs.denied.Add(1)
@@ -366,7 +366,7 @@ func (in *instance) subscribe(ctx context.Context, c *event.Client, sub *event.S
 		in.fail(hookSubscribe, err)
 		a = subscribeAnswer{verdict: in.failVerdict(), reason: in.failReason()}
 	} else if in.cache != nil {
-		in.cache.put(key, cached{sub: a, answered: true})
+		in.cache.put(key, cached{sub: a})
 	}
 	if a.verdict == event.Deny {
 		hs.denied.Add(1)

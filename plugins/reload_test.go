@@ -1,7 +1,9 @@
 package plugins
 
 import (
+	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -174,4 +176,29 @@ function on_message(msg) kv.incr("seen:" .. msg.payload) kv.incr("seen") end`)
 	if st := b.m.Stats()[0]; st.ObserverDropped != 0 {
 		t.Errorf("dropped %d", st.ObserverDropped)
 	}
+}
+
+// TestCloseLeavesNoGoroutine: after Close, the watchdog, observer workers,
+// VM replacements and retired sets are all gone.
+func TestCloseLeavesNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	bus := event.NewBus(nil)
+	m := New(Options{Bus: bus})
+	dir := t.TempDir()
+	p := plugin("p", writeScript(t, dir, "p.lua", `
+function on_publish(c, msg) if msg.topic == "loop" then while true do end end return true end
+function on_message(msg) end`))
+	p.Timeout.Duration = 20 * time.Millisecond
+	load(t, m, p)
+	load(t, m, p)
+	loop := testMessage()
+	loop.Topic = "loop"
+	m.OnPublish(ctx, testClient, loop) // discards a VM: a replacement starts
+	for range 10 {
+		bus.Emit(&event.Event{Kind: event.Publish, Client: testClient, Message: testMessage()})
+	}
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
