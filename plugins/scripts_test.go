@@ -363,3 +363,27 @@ func TestRateLimitScript(t *testing.T) {
 		t.Errorf("bad action: %v", err)
 	}
 }
+
+// TestScriptsTogether runs the access control, rate limit and transform
+// scripts in the order the README recommends: the first two return nil when
+// they do not object, so the transform still sees the allowed messages.
+func TestScriptsTogether(t *testing.T) {
+	b := startBroker(t,
+		exampleScript(t, "acl_clientid.lua", map[string]any{"prefix": "devices/"}, nil),
+		exampleScript(t, "rate_limit.lua", map[string]any{"max": 100}, nil),
+		exampleScript(t, "transform.lua", map[string]any{"from": "devices/dev1/legacy/", "to": "devices/dev1/v2/"}, nil))
+	c := mustV5(t, b.addr, "dev1")
+	c.subscribe(t, "devices/dev1/#", 1)
+	if rc := c.publish(t, &paho.Publish{Topic: "devices/dev2/x", QoS: 1}); rc != 0x87 {
+		t.Errorf("another device's topic: 0x%02x, want 0x87", rc)
+	}
+	c.publish(t, &paho.Publish{Topic: "devices/dev1/legacy/temp", QoS: 1, Payload: []byte(`{"t":1}`)})
+	m := c.recv(t)
+	if m.Topic != "devices/dev1/v2/temp" || !strings.Contains(string(m.Payload), `"received_at":`) {
+		t.Errorf("received %s %s, want the transformed message", m.Topic, m.Payload)
+	}
+	st := b.m.Stats()
+	if len(st) != 3 || st[1].Hooks["on_publish"].Calls != 1 || st[2].Hooks["on_publish"].Calls != 1 {
+		t.Errorf("calls per plugin: %+v; want the rate limit and the transform called once (for the allowed message)", st)
+	}
+}
