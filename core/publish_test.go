@@ -464,3 +464,38 @@ func TestMosquittoClientsInterop(t *testing.T) {
 		}
 	}
 }
+
+// A message retained and routed while a client subscribes reaches it once,
+// not live and again as retained.
+func TestRetainedNotDuplicatedWhileSubscribing(t *testing.T) {
+	_, addr := startServer(t, core.Options{})
+	pub := rawConnected(t, addr, packet.V311, uid("p"))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pub.send(&packet.Publish{Topic: "race/x", Retain: true, Payload: []byte(fmt.Sprint(i))})
+		}
+	}()
+	for k := 0; k < 50; k++ {
+		sub := rawConnected(t, addr, packet.V311, uid("s"))
+		subscribeRaw(t, sub, "race/#", 0)
+		seen := map[string]bool{}
+		for j := 0; j < 20; j++ {
+			m := expect[*packet.Publish](sub)
+			if seen[string(m.Payload)] {
+				t.Fatalf("subscriber %d got %q twice", k, m.Payload)
+			}
+			seen[string(m.Payload)] = true
+		}
+		sub.conn.Close()
+	}
+	close(stop)
+	<-done
+}

@@ -81,6 +81,11 @@ type session struct {
 	// operation; stored says a session record exists; nextSeq numbers queue
 	// entries; diskOnly entries from diskNext on are on disk and not in
 	// pending (an offline session's queue stays on disk).
+	// window, while a SUBSCRIBE delivers retained messages, holds the
+	// messages sent to the session meanwhile, so that a message retained and
+	// routed at that moment is not delivered twice (live and as retained).
+	window map[*Message]struct{}
+
 	ops          []persist.Op
 	deferred     []func() // sends that wait for ops to be durable
 	stored       bool
@@ -190,7 +195,10 @@ func (ss *session) allocPID() uint16 {
 // provides the message encoded once for every subscriber with the same
 // protocol level, QoS and retain flag (the packet identifier is patched at
 // write time), and the publishing client.
-func (ss *session) deliverRouted(d delivery, r *router) {
+func (ss *session) deliverRouted(d delivery, r *router) { ss.deliver(d, r, true) }
+
+// deliver is deliverRouted; window says whether the subscribe window applies.
+func (ss *session) deliver(d delivery, r *router, window bool) {
 	srv := ss.srv
 	var from *client
 	if r != nil {
@@ -198,6 +206,10 @@ func (ss *session) deliverRouted(d delivery, r *router) {
 	}
 	if d.qos == 0 {
 		ss.mu.Lock()
+		if window && ss.seen(d.msg) {
+			ss.mu.Unlock()
+			return
+		}
 		c := ss.conn
 		if c == nil {
 			if srv.opts.QueueQoS0 && ss.expiry > 0 && !ss.ended {
@@ -221,7 +233,7 @@ func (ss *session) deliverRouted(d delivery, r *router) {
 	defer ss.mu.Unlock()
 	defer ss.flushOps(r)
 	ss.waitRoom(from)
-	if ss.ended {
+	if ss.ended || window && ss.seen(d.msg) {
 		return
 	}
 	c := ss.conn
@@ -491,4 +503,28 @@ func (ss *session) releaseInbound(pid uint16) bool {
 		ss.flushOps(nil)
 	}
 	return true
+}
+
+// seen records m in the subscribe window and reports whether it was
+// already sent during it. Caller holds ss.mu.
+func (ss *session) seen(m *Message) bool {
+	if ss.window == nil {
+		return false
+	}
+	if _, ok := ss.window[m]; ok {
+		return true
+	}
+	ss.window[m] = struct{}{}
+	return false
+}
+
+// deliverRetained sends a retained message for a new subscription, unless
+// the same message already went to the session while subscribing.
+func (ss *session) deliverRetained(d delivery) {
+	ss.mu.Lock()
+	dup := ss.seen(d.msg)
+	ss.mu.Unlock()
+	if !dup {
+		ss.deliver(d, nil, false)
+	}
 }

@@ -31,6 +31,16 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 	codes := make([]packet.ReasonCode, len(p.Subs))
 	var granted []event.Subscription
 	var retained []retainedReq
+	// Open the window before the subscriptions exist, so that a message
+	// routed through them while the retained ones go out is sent once.
+	c.sess.mu.Lock()
+	c.sess.window = map[*Message]struct{}{}
+	c.sess.mu.Unlock()
+	defer func() {
+		c.sess.mu.Lock()
+		c.sess.window = nil
+		c.sess.mu.Unlock()
+	}()
 	for i, o := range p.Subs {
 		group, inner, shared, err := topic.ParseShared(o.Filter)
 		if err == nil {
@@ -116,7 +126,7 @@ func (c *client) sendRetained(rq retainedReq) {
 			expired = append(expired, name)
 			return true
 		}
-		c.sess.deliverRouted(delivery{msg: m, qos: min(m.QoS, rq.qos), retain: true, subIDs: subIDs}, nil)
+		c.sess.deliverRetained(delivery{msg: m, qos: min(m.QoS, rq.qos), retain: true, subIDs: subIDs})
 		return true
 	})
 	for _, name := range expired {
