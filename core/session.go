@@ -84,7 +84,8 @@ type session struct {
 	// window, while a SUBSCRIBE delivers retained messages, holds the
 	// messages sent to the session meanwhile, so that a message retained and
 	// routed at that moment is not delivered twice (live and as retained).
-	window map[*Message]struct{}
+	window      map[*Message]struct{}
+	windowUntil time.Time // zero while the SUBSCRIBE is being handled
 
 	ops          []persist.Op
 	deferred     []func() // sends that wait for ops to be durable
@@ -506,9 +507,16 @@ func (ss *session) releaseInbound(pid uint16) bool {
 }
 
 // seen records m in the subscribe window and reports whether it was
-// already sent during it. Caller holds ss.mu.
+// already sent during it. Only retained messages can arrive both ways. The
+// window outlives the SUBSCRIBE by a grace period, for a publisher that
+// stored a retained message before the scan but routes it after. Caller
+// holds ss.mu.
 func (ss *session) seen(m *Message) bool {
-	if ss.window == nil {
+	if ss.window == nil || !m.Retain {
+		return false
+	}
+	if !ss.windowUntil.IsZero() && time.Now().After(ss.windowUntil) {
+		ss.window = nil
 		return false
 	}
 	if _, ok := ss.window[m]; ok {

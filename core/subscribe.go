@@ -34,11 +34,14 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 	// Open the window before the subscriptions exist, so that a message
 	// routed through them while the retained ones go out is sent once.
 	c.sess.mu.Lock()
-	c.sess.window = map[*Message]struct{}{}
+	if c.sess.window == nil {
+		c.sess.window = map[*Message]struct{}{}
+	}
+	c.sess.windowUntil = time.Time{}
 	c.sess.mu.Unlock()
 	defer func() {
 		c.sess.mu.Lock()
-		c.sess.window = nil
+		c.sess.windowUntil = time.Now().Add(2 * time.Second)
 		c.sess.mu.Unlock()
 	}()
 	for i, o := range p.Subs {
