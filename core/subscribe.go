@@ -34,9 +34,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 	// Open the window before the subscriptions exist, so that a message
 	// routed through them while the retained ones go out is sent once.
 	c.sess.mu.Lock()
-	if c.sess.window == nil {
-		c.sess.window = map[*Message]struct{}{}
-	}
+	c.sess.window = map[*Message]struct{}{} // a new SUBSCRIBE sends retained messages anew
 	c.sess.windowUntil = time.Time{}
 	c.sess.mu.Unlock()
 	defer func() {
