@@ -134,6 +134,13 @@ func (c *client) handlePublish(p *packet.Publish) error {
 		}
 	}
 	n, ops := s.publishOps(m, c)
+	if bp := s.backpressure; bp != nil && p.QoS > 0 && bp.Saturated(m.Topic) {
+		// Hold the acknowledgement (and this client's next packets) while a
+		// store this message goes to is saturated, for at most a second.
+		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+		_ = bp.WaitUnsaturated(ctx, m.Topic)
+		cancel()
+	}
 	code := packet.Success
 	if n == 0 {
 		code = packet.NoMatchingSubscribers

@@ -62,7 +62,22 @@ type Server struct {
 	// journal writes durable state (nil: persistence disabled); see Restore.
 	journal    *persist.Journal
 	syncAlways bool
+
+	backpressure Backpressure
 }
+
+// Backpressure is asked before a QoS 1/2 publish is acknowledged, so that
+// publishers slow down to what saturated stores (datastore sinks) take
+// rather than records being dropped. WaitUnsaturated is called only when
+// Saturated is true, with a bounded context; the publish is acknowledged
+// when it returns, whatever it returns.
+type Backpressure interface {
+	Saturated(topic string) bool
+	WaitUnsaturated(ctx context.Context, topic string) error
+}
+
+// SetBackpressure installs b. Call before Serve.
+func (s *Server) SetBackpressure(b Backpressure) { s.backpressure = b }
 
 type listenerState struct {
 	opts  ListenerOptions

@@ -40,6 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -151,6 +152,7 @@ type Admin struct {
 
 	reload atomic.Pointer[func() error]
 	jobs   atomic.Pointer[func() any]
+	backup atomic.Pointer[func(io.Writer) (int64, error)]
 
 	authFailures prometheus.Counter
 	limiter      logLimiter
@@ -214,6 +216,16 @@ func (a *Admin) SetJobs(f func() any) {
 		return
 	}
 	a.jobs.Store(&f)
+}
+
+// SetBackup sets what GET /api/backup streams: a consistent copy of the
+// persistent store; until it is set, the endpoint answers 501.
+func (a *Admin) SetBackup(f func(io.Writer) (int64, error)) {
+	if f == nil {
+		a.backup.Store(nil)
+		return
+	}
+	a.backup.Store(&f)
 }
 
 // Handler returns the admin server's HTTP handler, credentials checked, for

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -476,5 +477,28 @@ func TestLifecycle(t *testing.T) {
 	}
 	if err := a.Serve(ln); err == nil {
 		t.Errorf("Serve after Shutdown succeeded")
+	}
+}
+
+func TestBackupAndFigures(t *testing.T) {
+	e := start(t, creds)
+	tok := bearer(creds.Token)
+	e.do(t, "GET", "/api/backup", "", tok).wantError(t, http.StatusNotImplemented, "persistence")
+	e.a.SetBackup(func(w io.Writer) (int64, error) {
+		n, err := w.Write([]byte("store bytes"))
+		return int64(n), err
+	})
+	r := e.do(t, "GET", "/api/backup", "", tok)
+	if r.status != http.StatusOK || string(r.body) != "store bytes" {
+		t.Fatalf("backup: %d %q", r.status, r.body)
+	}
+	if err := e.a.RegisterFigures(func() []admin.Figure {
+		return []admin.Figure{{Name: "tide_sink_written_total", Help: "Records written.", Counter: true, Labels: map[string]string{"sink": "history"}, Value: 42}}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m := e.do(t, "GET", "/metrics", "", tok)
+	if !strings.Contains(string(m.body), `tide_sink_written_total{sink="history"} 42`) {
+		t.Fatalf("figure missing from /metrics")
 	}
 }

@@ -87,6 +87,10 @@ func (a *Admin) handler() http.Handler {
 			if allow(w, r, http.MethodPost) {
 				a.callReload(w)
 			}
+		case p == "/api/backup":
+			if allow(w, r, http.MethodGet) {
+				a.streamBackup(w)
+			}
 		case p == "/api/jobs":
 			if allow(w, r, http.MethodGet) {
 				a.listJobs(w)
@@ -358,6 +362,23 @@ func (a *Admin) callReload(w http.ResponseWriter) {
 	}
 	a.log.Info("reloaded from the admin API")
 	writeJSON(w, http.StatusOK, map[string]any{"status": "reloaded"})
+}
+
+func (a *Admin) streamBackup(w http.ResponseWriter) {
+	f := a.backup.Load()
+	if f == nil {
+		writeError(w, http.StatusNotImplemented, "backup is not available: persistence is disabled")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="tide.db"`)
+	n, err := (*f)(w)
+	if err != nil {
+		// The status is sent; a failed copy ends short, and the log says why.
+		a.log.Error("backup failed", "err", err, "bytes", n)
+		return
+	}
+	a.log.Info("backup streamed", "bytes", n)
 }
 
 func (a *Admin) listJobs(w http.ResponseWriter) {
