@@ -5,25 +5,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemq/tide/core/event"
 	"github.com/tidemq/tide/core/packet"
 )
 
 // ClientInfo describes a connected client for the admin API and scripts.
-type ClientInfo struct {
-	ID            string        `json:"id"`
-	Username      string        `json:"username"`
-	RemoteAddr    string        `json:"remote_addr"`
-	Listener      string        `json:"listener"`
-	Protocol      byte          `json:"protocol"`
-	CleanStart    bool          `json:"clean_start"`
-	KeepAlive     time.Duration `json:"-"`
-	ConnectedAt   time.Time     `json:"connected_at"`
-	Subscriptions []string      `json:"subscriptions"`
-	// QueueDepth counts messages waiting for this client: queued in the
-	// session, in flight, and written to the connection's queue.
-	QueueDepth int `json:"queue_depth"`
-	Inflight   int `json:"inflight"`
-}
+type ClientInfo = event.ClientInfo
 
 func (c *client) describe() ClientInfo {
 	ci := ClientInfo{

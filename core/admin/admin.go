@@ -91,20 +91,7 @@ type BusSource interface {
 }
 
 // ClientInfo describes a connected client (core.ClientInfo).
-type ClientInfo struct {
-	ID            string
-	Username      string
-	RemoteAddr    string
-	Listener      string
-	Protocol      byte // 3, 4 or 5
-	CleanStart    bool
-	KeepAlive     time.Duration
-	ConnectedAt   time.Time
-	Subscriptions []string
-	// QueueDepth counts the messages waiting for the client, in flight included.
-	QueueDepth int
-	Inflight   int
-}
+type ClientInfo = event.ClientInfo
 
 // Message is an application message (core.Message, the fields used here).
 type Message struct {

@@ -161,3 +161,22 @@ type Event struct {
 	// Disconnect is set for Disconnect.
 	Disconnect *DisconnectInfo
 }
+
+// ClientInfo describes a connected client for the admin API and scripts: a
+// snapshot, not a live view.
+type ClientInfo struct {
+	ID          string
+	Username    string
+	RemoteAddr  string
+	Listener    string
+	Protocol    byte // 3, 4 or 5
+	CleanStart  bool
+	KeepAlive   time.Duration
+	ConnectedAt time.Time
+	// Subscriptions are the filters as the client sent them, sorted.
+	Subscriptions []string
+	// QueueDepth counts the messages waiting for the client: queued in the
+	// session, in flight, and written to the connection's queue.
+	QueueDepth int
+	Inflight   int
+}

@@ -16,7 +16,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -44,19 +43,7 @@ type Backend interface {
 }
 
 // ClientInfo describes a connected client.
-type ClientInfo struct {
-	ID            string
-	Username      string
-	RemoteAddr    string
-	Listener      string
-	Protocol      byte
-	CleanStart    bool
-	KeepAlive     time.Duration
-	ConnectedAt   time.Time
-	Subscriptions []string
-	QueueDepth    int
-	Inflight      int
-}
+type ClientInfo = event.ClientInfo
 
 // ErrNoBroker is raised when the module is used without a backend (in
 // `tide check`, or a runtime built without one).
