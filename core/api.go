@@ -126,3 +126,28 @@ func (s *Server) DeleteRetained(topicName string) bool {
 	}
 	return s.retained.Delete(topicName)
 }
+
+// PublishEvent publishes a message described as an event.Message (by a
+// script or an API): topic, payload, QoS, retain flag and properties, with
+// the message expiry counted from now.
+func (s *Server) PublishEvent(em event.Message) (int, error) {
+	m := Message{Received: time.Now()}
+	m.applyEventMessage(&em)
+	return s.Publish(m)
+}
+
+// RetainedEvent returns a topic's retained message as an event.Message,
+// its expiry interval counted down to now.
+func (s *Server) RetainedEvent(topicName string) (event.Message, bool) {
+	m, ok := s.retained.Get(topicName)
+	now := time.Now()
+	if !ok || m.expired(now) {
+		return event.Message{}, false
+	}
+	em := *m.eventMessage()
+	if !m.Expiry.IsZero() {
+		left := uint32(m.Expiry.Sub(now) / time.Second)
+		em.Props.MessageExpiry = &left
+	}
+	return em, true
+}

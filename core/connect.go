@@ -217,7 +217,7 @@ func (s *Server) capExpiry(e uint32) uint32 {
 // the listener allows it.
 func (c *client) authenticate(cp *packet.Connect, username string) error {
 	s := c.srv
-	if g := s.connectGate; g != nil {
+	if g := s.gates.Load().connect; g != nil {
 		req := &event.ConnectRequest{Client: c.info, Password: cp.Password, HasPassword: cp.PasswordFlag, AuthMethod: cp.Props.AuthMethod}
 		for _, u := range cp.Props.User {
 			req.UserProperties = append(req.UserProperties, event.UserProperty{Key: u.Key, Value: u.Value})

@@ -102,7 +102,7 @@ func (c *client) handlePublish(p *packet.Publish) error {
 		c.ackPublish(p, packet.NotAuthorized, "topics starting with $ are reserved for the broker")
 		return nil
 	}
-	if g := s.publishGate; g != nil {
+	if g := s.gates.Load().publish; g != nil {
 		em := m.eventMessage()
 		ctx, cancel := context.WithCancel(s.ctx)
 		d := g.OnPublish(ctx, c.info, em)
@@ -242,12 +242,12 @@ func (s *Server) publishOps(m *Message, from *client) (int, []persist.Op) {
 	r := s.routePool.Get().(*router)
 	if m.Retain {
 		if len(m.Payload) == 0 { // [MQTT-3.3.1-6] [MQTT-3.3.1-7]
-			if s.retained.Delete(m.Topic) && s.journal != nil {
+			if s.retained.Delete(m.Topic) && s.journal != nil && m.Topic[0] != '$' {
 				r.ops = append(r.ops, persist.Op{Kind: persist.DelRetained, Topic: m.Topic})
 			}
 		} else {
 			s.retained.Set(m.Topic, m)
-			if s.journal != nil {
+			if s.journal != nil && m.Topic[0] != '$' { // $SYS values are rebuilt at start, not stored
 				if m.ID == "" {
 					m.ID = event.NewID()
 				}

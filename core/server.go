@@ -26,9 +26,7 @@ type Server struct {
 	log  *slog.Logger
 	bus  *event.Bus
 
-	connectGate   event.ConnectGate
-	subscribeGate event.SubscribeGate
-	publishGate   event.PublishGate
+	gates atomic.Pointer[gateSet]
 	authDefault   *StaticUsers
 
 	subs     *topic.Trie
@@ -104,6 +102,7 @@ func New(opts Options, log *slog.Logger) *Server {
 		drops:    dropLog{last: map[string]time.Time{}, n: map[string]uint64{}},
 	}
 	s.routePool.New = func() any { return &router{} }
+	s.gates.Store(&gateSet{})
 	if s.opts.SysInterval > 0 {
 		s.goFunc(s.sysLoop)
 	}
@@ -117,9 +116,18 @@ func (s *Server) Bus() *event.Bus { return s.bus }
 // Options returns the effective options.
 func (s *Server) Options() Options { return s.opts }
 
-// SetGates installs the decision hooks. Any may be nil. Call before Serve.
+// gateSet holds the decision hooks; nil ones cost nothing.
+type gateSet struct {
+	connect   event.ConnectGate
+	subscribe event.SubscribeGate
+	publish   event.PublishGate
+}
+
+// SetGates installs the decision hooks. Any may be nil (all nil removes
+// them). It may be called while serving (a reload that adds or removes
+// plugins): later decisions use the new set.
 func (s *Server) SetGates(c event.ConnectGate, sub event.SubscribeGate, pub event.PublishGate) {
-	s.connectGate, s.subscribeGate, s.publishGate = c, sub, pub
+	s.gates.Store(&gateSet{connect: c, subscribe: sub, publish: pub})
 }
 
 // SetUsers installs the built-in user table consulted when no connect gate

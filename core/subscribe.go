@@ -66,7 +66,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		qos := o.QoS
 		es := event.Subscription{Filter: o.Filter, QoS: qos, NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished,
 			RetainHandling: o.RetainHandling, Identifier: subID}
-		if g := s.subscribeGate; g != nil {
+		if g := s.gates.Load().subscribe; g != nil {
 			ctx, cancel := context.WithCancel(s.ctx)
 			d := g.OnSubscribe(ctx, c.info, &es)
 			cancel()

@@ -134,7 +134,6 @@ type conn struct {
 	r       *packet.Reader
 	version byte
 	info    connackInfo
-	name    string
 
 	wmu     sync.Mutex // guards w and scratch
 	w       *bufio.Writer
@@ -206,7 +205,6 @@ func dialMQTT(ctx context.Context, o dialOptions, clientID string, wbuf int) (*c
 	c := &conn{
 		nc:       nc,
 		version:  o.version,
-		name:     clientID,
 		w:        bufio.NewWriterSize(nc, wbuf),
 		dead:     make(chan struct{}),
 		readDone: make(chan struct{}),
@@ -471,8 +469,6 @@ func (s *idSet) clear(id uint16) bool {
 	bit := uint64(1) << (id & 63)
 	return s[id>>6].And(^bit)&bit != 0
 }
-
-func (s *idSet) has(id uint16) bool { return s[id>>6].Load()&(uint64(1)<<(id&63)) != 0 }
 
 // epoch is the origin of the monotonic timestamps carried in payloads.
 var epoch = time.Now()

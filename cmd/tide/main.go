@@ -8,25 +8,20 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core"
-	"github.com/tidemq/tide/core/persist"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -87,7 +82,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		if err := serve(cfg, stderr); err != nil {
+		if err := serve(cfgPath, cfg, stderr); err != nil {
 			fmt.Fprintln(stderr, "tide:", err)
 			return 1
 		}
@@ -172,98 +167,3 @@ func coreOptions(m conf.MQTT) core.Options {
 	return o
 }
 
-// checkConfig does the checks that need more than the config file: that
-// every listener type is available in this build.
-func checkConfig(cfg *conf.Config) error {
-	var errs conf.Errors
-	for i, l := range cfg.Listeners {
-		if l.Type != "tcp" {
-			errs = append(errs, &conf.Error{File: cfg.File, Key: fmt.Sprintf("listener[%d].type", i),
-				Msg: fmt.Sprintf("listener type %q is not available yet in this version (tcp only)", l.Type)})
-		}
-	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
-}
-
-func serve(cfg *conf.Config, logOut io.Writer) error {
-	log := newLogger(cfg.Log, logOut)
-	if err := checkConfig(cfg); err != nil {
-		return err
-	}
-	srv := core.New(coreOptions(cfg.MQTT), log.With("component", "broker"))
-	if len(cfg.Auth.Users) > 0 {
-		users := map[string]string{}
-		for _, u := range cfg.Auth.Users {
-			users[u.Username] = u.PasswordHash
-		}
-		srv.SetUsers(core.NewStaticUsers(users))
-	}
-	src := cfg.File
-	if src == "" {
-		src = "built-in default"
-	}
-	log.Info("starting", "version", versionString(), "config", src)
-	if cfg.DefaultListener {
-		log.Info("no [[listener]] configured: listening on 127.0.0.1:1883 with anonymous access, reachable from this machine only")
-	}
-	var journal *persist.Journal
-	if p := cfg.Persistence; p.Enabled {
-		be, err := persist.OpenBolt(p.Dir)
-		if err != nil {
-			return err
-		}
-		journal = persist.NewJournal(be, persist.SyncMode(p.Sync), p.SyncInterval.Duration, log.With("component", "persistence"))
-		if err := srv.Restore(journal); err != nil {
-			journal.Close()
-			return err
-		}
-	} else {
-		log.Info("persistence disabled: sessions and retained messages are kept in memory only")
-	}
-	if len(cfg.Sinks) > 0 {
-		log.Warn("datastore sinks are not implemented yet: messages are not stored", "sinks", len(cfg.Sinks))
-	}
-	for _, l := range cfg.Listeners {
-		addr, err := srv.ListenTCP(l.Address, core.ListenerOptions{Name: l.Name, AllowAnonymous: l.AllowAnonymous, MaxConnections: l.MaxConnections})
-		if err != nil {
-			shutdown(srv, log)
-			if journal != nil {
-				journal.Close()
-			}
-			return fmt.Errorf("listener %s: %w", l.Name, err)
-		}
-		log.Info("listening", "listener", l.Name, "type", l.Type, "address", addr.String(), "allow_anonymous", l.AllowAnonymous)
-	}
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			log.Info("SIGHUP: nothing to reload yet")
-			continue
-		}
-		log.Info("stopping", "signal", sig.String())
-		break
-	}
-	signal.Stop(sigs)
-	shutdown(srv, log)
-	if journal != nil {
-		if err := journal.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func shutdown(srv *core.Server, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Error("shutdown incomplete", "err", err)
-		return
-	}
-	log.Info("stopped")
-}
