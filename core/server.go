@@ -26,8 +26,8 @@ type Server struct {
 	log  *slog.Logger
 	bus  *event.Bus
 
-	gates atomic.Pointer[gateSet]
-	authDefault   *StaticUsers
+	gates       atomic.Pointer[gateSet]
+	authDefault *StaticUsers
 
 	subs     *topic.Trie
 	retained *topic.Retained[*Message]

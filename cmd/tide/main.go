@@ -166,4 +166,3 @@ func coreOptions(m conf.MQTT) core.Options {
 	}
 	return o
 }
-
