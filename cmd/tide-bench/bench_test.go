@@ -57,7 +57,7 @@ func TestScenariosAgainstTide(t *testing.T) {
 		{"pairs qos2 v5", []string{"pairs", "--clients", "3", "--count", "300", "--qos", "2", "--version", "5", "--size", "20"}, 300, 3, 3},
 		{"latency qos1", []string{"latency", "--qos", "1", "--rate", "2000", "--count", "400"}, 400, 1, 1},
 		{"fanin pub qos2 sub qos0", []string{"fanin", "-n", "3", "--count", "300", "--qos", "2", "--sub-qos", "0"}, 300, 3, 1},
-		{"fanout no quickack", []string{"fanout", "-n", "2", "--count", "100", "--qos", "1", "--quickack=false"}, 200, 1, 2},
+		{"fanout quickack", []string{"fanout", "-n", "2", "--count", "100", "--qos", "1", "--quickack", "on"}, 200, 1, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -421,6 +421,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"fanball"}, `unknown scenario "fanball"`},
 		{[]string{"fanin", "--qos", "3"}, "--qos 3"},
 		{[]string{"fanin", "--sub-qos", "7"}, "--sub-qos 7"},
+		{[]string{"fanin", "--quickack", "maybe"}, `--quickack "maybe"`},
 		{[]string{"fanin", "--size", "10"}, "--size 10: want at least 20"},
 		{[]string{"fanin", "--version", "6"}, "--version 6"},
 		{[]string{"fanin", "--window", "0"}, "--window 0"},

@@ -62,6 +62,7 @@ type config struct {
 	cpuProfile            string
 	subQoS                int
 	quickAck              bool
+	quickAckMode          string
 	tlsConfig             *tls.Config
 }
 
@@ -117,7 +118,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.comparePID, "compare-pid", 0, "`pid` of the --compare broker")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publishes and subscriptions (0, 1, 2)")
 	fs.IntVar(&c.subQoS, "sub-qos", -1, "QoS of subscriptions when it differs from --qos (delivery is at the lower of the two)")
-	fs.BoolVar(&c.quickAck, "quickack", true, "acknowledge TCP segments at once (TCP_QUICKACK), so that a broker with Nagle's algorithm on is not stalled by the generator's delayed ACKs")
+	fs.StringVar(&c.quickAckMode, "quickack", "auto", "TCP_QUICKACK after every read: on, off, or auto (on when --rate paces the publishers)")
 	fs.IntVar(&c.size, "size", 64, fmt.Sprintf("payload `bytes` (at least %d: publisher id, sequence, timestamp)", hdrLen))
 	fs.IntVar(&c.count, "count", 0, "total messages published, over all publishers (0: the scenario's default)")
 	fs.IntVar(&c.clients, "clients", 0, "publishers (fanin, latency), subscribers (fanout), pairs (pairs) or connections (conns); 0: the scenario's default")
@@ -233,6 +234,17 @@ func (c *config) finish(set map[string]bool) error {
 	}
 	if c.rate < 0 {
 		bad("--rate %g: want 0 or more", c.rate)
+	}
+	switch c.quickAckMode {
+	case "on", "true":
+		c.quickAck = true
+	case "off", "false":
+	case "auto":
+		// Sparse traffic is where a delayed ACK stalls a Nagle sender; a
+		// flood fills segments anyway and would pay a system call per read.
+		c.quickAck = c.rate > 0 && c.scenario != scConns
+	default:
+		bad("--quickack %q: want on, off or auto", c.quickAckMode)
 	}
 	if c.reps < 0 {
 		bad("--reps %d: want at least 1", c.reps)
