@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"io"
+	"testing"
+)
 
 func payload(magic, pub, seq uint32) []byte {
 	p := make([]byte, hdrLen+4)
@@ -77,5 +80,28 @@ func TestSplitCount(t *testing.T) {
 	p = makePlan(c, "x")
 	if len(p.pubs) != 1 || p.pubs[0].count != 10 || len(p.subs) != 4 {
 		t.Errorf("fanout plan %+v", p)
+	}
+}
+
+func TestQuickAckAuto(t *testing.T) {
+	cases := []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"fanin"}, false},
+		{[]string{"fanin", "--rate", "100"}, true},
+		{[]string{"latency"}, true}, // paced by default
+		{[]string{"conns"}, false},  // --rate is connections per second there
+		{[]string{"fanin", "--quickack", "on"}, true},
+		{[]string{"latency", "--quickack", "off"}, false},
+	}
+	for _, tc := range cases {
+		c, err := parseConfig(tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if c.quickAck != tc.want {
+			t.Errorf("%v: quickack %v, want %v", tc.args, c.quickAck, tc.want)
+		}
 	}
 }
