@@ -175,3 +175,64 @@ func BenchmarkOnPublish(b *testing.B) {
 		})
 	}
 }
+
+// benchScripts are the hooks TestServeForBench can load: "trivial" returns
+// true; "acl_like" does the work of acl_clientid.lua (a prefix built from
+// the client id, compared with the topic) but objects to nothing, since
+// tide-bench's client ids and topics are its own.
+var benchScripts = map[string]string{
+	"trivial":  "function on_publish(client, msg) return true end",
+	"acl_like": `function on_publish(client, msg) local own = "devices/" .. client.id .. "/" if msg.topic:sub(1, #own) == own then return nil end return nil end`,
+}
+
+// TestServeForBench serves a broker with one of benchScripts (or none) for
+// cmd/tide-bench to measure from another process, where the generator's
+// CPU is not the broker's. It runs only when TIDE_PLUGINS_BENCH_ADDR is set,
+// for TIDE_PLUGINS_BENCH_FOR (default 10m):
+//
+//	go test -c -o /tmp/plugins.test ./plugins/
+//	TIDE_PLUGINS_BENCH_ADDR=127.0.0.1:18900 /tmp/plugins.test -test.run ServeForBench -test.timeout 0 &
+//	TIDE_PLUGINS_BENCH_ADDR=127.0.0.1:18901 TIDE_PLUGINS_BENCH_SCRIPT=acl_like /tmp/plugins.test -test.run ServeForBench -test.timeout 0 &
+//	tide-bench pairs --host 127.0.0.1:18900 --compare 127.0.0.1:18901 --pid ... --compare-pid ... --reps 5
+func TestServeForBench(t *testing.T) {
+	addr := os.Getenv("TIDE_PLUGINS_BENCH_ADDR")
+	if addr == "" {
+		t.Skip("set TIDE_PLUGINS_BENCH_ADDR to serve a broker for tide-bench")
+	}
+	d := 10 * time.Minute
+	if v := os.Getenv("TIDE_PLUGINS_BENCH_FOR"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := core.New(core.Options{SysInterval: -1}, nil)
+	m := New(Options{Bus: srv.Bus(), Broker: serverBroker{srv}})
+	if name := os.Getenv("TIDE_PLUGINS_BENCH_SCRIPT"); name != "" {
+		src, ok := benchScripts[name]
+		if !ok {
+			t.Fatalf("TIDE_PLUGINS_BENCH_SCRIPT=%s: not one of trivial, acl_like", name)
+		}
+		p := plugin(name, writeScript(t, t.TempDir(), name+".lua", src))
+		p.Pool = 0 // the default: GOMAXPROCS
+		if v := os.Getenv("TIDE_PLUGINS_BENCH_POOL"); v != "" {
+			if _, err := fmt.Sscan(v, &p.Pool); err != nil {
+				t.Fatalf("TIDE_PLUGINS_BENCH_POOL: %v", err)
+			}
+		}
+		load(t, m, p)
+	}
+	srv.SetGates(m, m, m)
+	if _, err := srv.ListenTCP(addr, core.ListenerOptions{Name: "bench", AllowAnonymous: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("serving on %s for %v", addr, d)
+	time.Sleep(d) // a server's lifetime, not a wait for a condition
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	_ = m.Close(ctx)
+	for _, ps := range m.Stats() {
+		t.Logf("%s: %+v", ps.Name, ps.Hooks["on_publish"])
+	}
+}

@@ -1,6 +1,8 @@
 package plugins
 
 import (
+	"sort"
+	"strings"
 	"testing"
 
 	lua "github.com/yuin/gopher-lua"
@@ -50,8 +52,41 @@ func TestParamEscapes(t *testing.T) {
 			t.Fatalf("%s: %v", tc.src, err)
 		}
 		fn := L.GetGlobal("f").(*lua.LFunction)
-		if got := paramEscapes(fn, 1); got != tc.escapes {
+		if got := analyzeParam(fn, 1).escapes; got != tc.escapes {
 			t.Errorf("%s: escapes = %v, want %v", tc.src, got, tc.escapes)
+		}
+		L.Close()
+	}
+}
+
+func TestParamFields(t *testing.T) {
+	cases := []struct{ src, fields string }{
+		{`function f(c, msg) return true end`, ""},
+		{`function f(c, msg) return msg.topic == "a" end`, "topic"},
+		{`function f(c, msg) if #msg.payload > 1 then return msg.qos, msg.retain end end`, "payload qos retain"},
+		{`function f(c, msg) local k = "topic" return msg[k] end`, "all"},
+		{`function f(c, msg) return msg[1] end`, ""},
+		{`function f(c, msg) return msg.client_id end`, ""},
+	}
+	for _, tc := range cases {
+		L := lua.NewState()
+		if err := L.DoString(tc.src); err != nil {
+			t.Fatal(err)
+		}
+		u := analyzeParam(L.GetGlobal("f").(*lua.LFunction), 1)
+		got := "all"
+		if u.fields != allFields {
+			var keys []string
+			for k, f := range msgFields {
+				if u.fields&f != 0 {
+					keys = append(keys, k)
+				}
+			}
+			sort.Strings(keys)
+			got = strings.Join(keys, " ")
+		}
+		if u.escapes || got != tc.fields {
+			t.Errorf("%s: escapes %v, fields %q; want no escape and %q", tc.src, u.escapes, got, tc.fields)
 		}
 		L.Close()
 	}

@@ -452,7 +452,7 @@ func (in *instance) publish(ctx context.Context, c *event.Client, msg *event.Mes
 		if n < 2 {
 			return 1
 		}
-		if *payload == lua.LNil {
+		if *payload == lua.LNil && v.msgUse.needs(fieldPayload) {
 			*payload = lua.LString(msg.Payload)
 		}
 		v.L.Push(v.messageTable(msg, *payload))

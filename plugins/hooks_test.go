@@ -446,7 +446,7 @@ function on_publish(client, msg)
   return false, msg.topic .. " " .. msg.payload .. " " .. tostring(p and p.content_type)
 end`, func(p *conf.Plugin) { p.Pool = 1 })
 	gates := m.cur.Load().all[0].gates
-	v := <-gates.ch
+	v := gates.tryGet()
 	reused := v.msg != nil
 	gates.put(v)
 	if !reused {

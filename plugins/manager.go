@@ -447,7 +447,7 @@ func (m *Manager) newInstance(c conf.Plugin, s *script) (*instance, error) {
 	}
 	if in.has(hookConnect) || in.has(hookSubscribe) || in.has(hookPublish) {
 		in.gates = newPool(in, "gate", c.Pool)
-		in.gates.ch <- first
+		in.gates.put(first)
 		first = nil
 		if err := in.gates.fill(); err != nil {
 			in.close()
@@ -457,7 +457,7 @@ func (m *Manager) newInstance(c conf.Plugin, s *script) (*instance, error) {
 	if in.has(hookMessage) || in.has(hookDisconnect) {
 		in.obs = newPool(in, "observer", c.Pool)
 		if first != nil {
-			in.obs.ch <- first
+			in.obs.put(first)
 			first = nil
 		}
 		if err := in.obs.fill(); err != nil {

@@ -100,9 +100,11 @@ type vm struct {
 	// when full, as a connection that went away cannot be told apart.
 	clients map[*event.Client]*lua.LTable
 
-	// msg is on_publish's message table, refilled for every call, when
-	// the hook provably keeps no reference to it (paramEscapes).
-	msg *lua.LTable
+	// msg is on_publish's message table, refilled for every call with the
+	// fields the hook reads, when the hook provably keeps no reference to
+	// it (analyzeParam); msgUse says which fields.
+	msg    *lua.LTable
+	msgUse paramUse
 }
 
 const maxCachedClients = 1024
@@ -154,8 +156,11 @@ func (in *instance) newVM() (v *vm, err error) {
 			}
 		}
 	}
-	if fn := v.fns[hookPublish]; fn != nil && !paramEscapes(fn, 1) {
-		v.msg = L.CreateTable(0, 6)
+	v.msgUse = paramUse{escapes: true}
+	if fn := v.fns[hookPublish]; fn != nil {
+		if v.msgUse = analyzeParam(fn, 1); !v.msgUse.escapes {
+			v.msg = L.CreateTable(0, 6)
+		}
 	}
 	return v, nil
 }
@@ -227,26 +232,40 @@ func fillClient(L *lua.LState, t *lua.LTable, c *event.Client) {
 	}
 }
 
-// messageTable returns on_publish's msg: the VM's reused table when the
-// hook cannot keep it, else a new one.
+// messageTable returns on_publish's msg: the VM's reused table, with the
+// fields the hook reads, when the hook cannot keep it, else a new table.
+// payload is LNil when the hook does not read it.
 func (v *vm) messageTable(m *event.Message, payload lua.LValue) *lua.LTable {
 	t := v.msg
 	if t == nil {
 		return luaconv.Message(v.L, m, payload, false)
 	}
-	t.RawSetString("topic", lua.LString(m.Topic))
-	t.RawSetString("payload", payload)
-	t.RawSetString("qos", lua.LNumber(m.QoS))
-	t.RawSetString("retain", lua.LBool(m.Retain))
-	if m.Time.IsZero() {
-		t.RawSetString("time", lua.LNil)
-	} else {
-		t.RawSetString("time", lua.LNumber(float64(m.Time.UnixNano())/1e9))
+	u := v.msgUse
+	if u.needs(fieldTopic) {
+		t.RawSetString("topic", lua.LString(m.Topic))
 	}
-	if luaconv.HasProperties(&m.Props) {
-		t.RawSetString("properties", luaconv.Properties(v.L, &m.Props))
-	} else {
-		t.RawSetString("properties", lua.LNil)
+	if u.needs(fieldPayload) {
+		t.RawSetString("payload", payload)
+	}
+	if u.needs(fieldQoS) {
+		t.RawSetString("qos", lua.LNumber(m.QoS))
+	}
+	if u.needs(fieldRetain) {
+		t.RawSetString("retain", lua.LBool(m.Retain))
+	}
+	if u.needs(fieldTime) {
+		if m.Time.IsZero() {
+			t.RawSetString("time", lua.LNil)
+		} else {
+			t.RawSetString("time", lua.LNumber(float64(m.Time.UnixNano())/1e9))
+		}
+	}
+	if u.needs(fieldProperties) {
+		if luaconv.HasProperties(&m.Props) {
+			t.RawSetString("properties", luaconv.Properties(v.L, &m.Props))
+		} else {
+			t.RawSetString("properties", lua.LNil)
+		}
 	}
 	return t
 }
