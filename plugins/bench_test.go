@@ -181,8 +181,22 @@ func BenchmarkOnPublish(b *testing.B) {
 // the client id, compared with the topic) but objects to nothing, since
 // tide-bench's client ids and topics are its own.
 var benchScripts = map[string]string{
-	"trivial":  "function on_publish(client, msg) return true end",
-	"acl_like": `function on_publish(client, msg) local own = "devices/" .. client.id .. "/" if msg.topic:sub(1, #own) == own then return nil end return nil end`,
+	"trivial": "function on_publish(client, msg) return true end",
+	"acl_like": `
+local subtree, count = {}, 0
+local function owns(client, name)
+  local own = subtree[client.id]
+  if own == nil then
+    if count >= 10000 then subtree, count = {}, 0 end
+    own = "devices/" .. client.id .. "/"
+    subtree[client.id], count = own, count + 1
+  end
+  return name:sub(1, #own) == own
+end
+function on_publish(client, msg)
+  if owns(client, msg.topic) then return nil end
+  return nil
+end`,
 }
 
 // TestServeForBench serves a broker with one of benchScripts (or none) for
