@@ -43,6 +43,8 @@ type outQueue struct {
 	// up, later QoS 0 messages are dropped at once instead of stalling
 	// publishers behind a stuck client.
 	slow bool
+	// takes counts the writer's takes: progress, for waitRoom.
+	takes uint64
 }
 
 func newOutQueue() *outQueue {
@@ -60,35 +62,10 @@ func (q *outQueue) push(it outItem, maxQoS0 int, wait time.Duration) bool {
 		return true // the connection is going away; nothing to count here
 	}
 	if it.qos0 {
-		var timer *time.Timer
-		for q.nQoS0 >= maxQoS0 {
-			if q.slow || wait <= 0 || q.closed {
-				q.mu.Unlock()
-				if timer != nil {
-					timer.Stop()
-				}
-				return q.closed
-			}
-			if q.drained == nil {
-				q.drained = make(chan struct{})
-			}
-			ch := q.drained
+		if q.nQoS0 >= maxQoS0 && !q.waitRoom(maxQoS0, wait) {
+			closed := q.closed
 			q.mu.Unlock()
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			}
-			select {
-			case <-ch:
-				q.mu.Lock()
-			case <-timer.C:
-				q.mu.Lock()
-				if q.nQoS0 >= maxQoS0 {
-					q.slow = true
-				}
-			}
-		}
-		if timer != nil {
-			timer.Stop()
+			return closed
 		}
 		q.nQoS0++
 	}
@@ -104,6 +81,59 @@ func (q *outQueue) push(it outItem, maxQoS0 int, wait time.Duration) bool {
 	return true
 }
 
+// maxStall bounds, in units of the stall timeout, how long one message may
+// wait for a client that drains, but slowly.
+const maxStall = 10
+
+// waitRoom waits for room in a full queue while the writer makes progress:
+// a client that drains, even in bursts, makes publishers wait instead of
+// losing messages; one whose writer takes nothing for wait (stuck), or that
+// keeps one message waiting maxStall times that long (too slow), is marked
+// slow and refused. Caller holds q.mu, held again on return.
+func (q *outQueue) waitRoom(max int, wait time.Duration) bool {
+	if q.slow || wait <= 0 {
+		return false
+	}
+	start := time.Now()
+	progress, takes := start, q.takes
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for q.nQoS0 >= max {
+		if q.closed || q.slow {
+			return false
+		}
+		if q.drained == nil {
+			q.drained = make(chan struct{})
+		}
+		ch := q.drained
+		q.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+		}
+		q.mu.Lock()
+		now := time.Now()
+		if q.takes != takes {
+			takes, progress = q.takes, now
+		}
+		if q.nQoS0 < max {
+			break
+		}
+		if now.Sub(progress) >= wait || now.Sub(start) >= maxStall*wait {
+			q.slow = true
+			return false
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait - now.Sub(progress))
+	}
+	return true
+}
+
 // take swaps the queued items into spare and returns them.
 func (q *outQueue) take(spare []outItem) []outItem {
 	q.mu.Lock()
@@ -111,6 +141,7 @@ func (q *outQueue) take(spare []outItem) []outItem {
 	q.items = spare[:0]
 	q.nQoS0 = 0
 	q.slow = false
+	q.takes++
 	if q.drained != nil {
 		close(q.drained)
 		q.drained = nil

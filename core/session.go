@@ -76,6 +76,7 @@ type session struct {
 	// client that made a publisher wait in vain.
 	room chan struct{}
 	slow bool
+	acks uint64 // acknowledgements received: progress, for waitRoom
 
 	// Persistence (see durable.go). ops collects the writes of the current
 	// operation; stored says a session record exists; nextSeq numbers queue
@@ -249,38 +250,50 @@ func (ss *session) deliver(d delivery, r *router, window bool) {
 	ss.sendInflight(c, d, enc)
 }
 
-// waitRoom makes the publisher wait (up to StallTimeout) while the queue of
-// an online session is full, so that a subscriber that is merely behind
-// loses nothing. Offline sessions cannot drain, and a publisher never waits
-// for its own session. Caller holds ss.mu; it is released while waiting.
+// waitRoom makes the publisher wait while the queue of an online session
+// is full, as outQueue.waitRoom does: as long as the client acknowledges
+// (progress), up to maxStall stall timeouts per message. Offline sessions
+// cannot drain, and a publisher never waits for its own session. Caller
+// holds ss.mu; it is released while waiting.
 func (ss *session) waitRoom(from *client) {
 	max := ss.srv.opts.MaxQueuedMessages
 	wait := ss.srv.opts.StallTimeout
 	if max <= 0 || wait <= 0 || ss.queuedLen() < max {
 		return
 	}
-	var timer *time.Timer
+	start := time.Now()
+	progress, acks := start, ss.acks
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for !ss.ended && ss.conn != nil && ss.conn != from && !ss.slow && ss.queuedLen() >= max {
 		if ss.room == nil {
 			ss.room = make(chan struct{})
 		}
 		ch := ss.room
 		ss.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		}
 		select {
 		case <-ch:
-			ss.mu.Lock()
 		case <-timer.C:
-			ss.mu.Lock()
-			if ss.queuedLen() >= max {
-				ss.slow = true
+		}
+		ss.mu.Lock()
+		now := time.Now()
+		if ss.acks != acks {
+			acks, progress = ss.acks, now
+		}
+		if ss.queuedLen() < max {
+			return
+		}
+		if now.Sub(progress) >= wait || now.Sub(start) >= maxStall*wait {
+			ss.slow = true
+			return
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
 			}
 		}
-	}
-	if timer != nil {
-		timer.Stop()
+		timer.Reset(wait - now.Sub(progress))
 	}
 }
 
@@ -392,6 +405,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (
 	if !ok {
 		return false
 	}
+	ss.acks++
 	done := func() {
 		delete(ss.inflight, pid)
 		if m.seq != 0 {

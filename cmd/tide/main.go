@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
@@ -52,6 +53,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var cfgPath string
 	fs.StringVar(&cfgPath, "c", "", "configuration file (default: the built-in conf/tide.toml)")
 	fs.StringVar(&cfgPath, "config", "", "configuration file (same as -c)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the broker to this file until it stops")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -81,6 +83,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
+		}
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				fmt.Fprintln(stderr, "tide:", err)
+				return 1
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(stderr, "tide:", err)
+				return 1
+			}
+			defer pprof.StopCPUProfile()
 		}
 		if err := serve(cfgPath, cfg, stderr); err != nil {
 			fmt.Fprintln(stderr, "tide:", err)
