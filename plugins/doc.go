@@ -38,9 +38,9 @@
 //
 //	m := plugins.New(plugins.Options{Logger: log, Bus: srv.Bus(), Broker: brokerAdapter{srv}})
 //	if err := m.Reload(cfg.Plugins); err != nil { ... }   // also on SIGHUP and POST /api/reload
-//	srv.SetGates(m, m, m)
-//	srv.AddSysSource(m.SysValues)
-//	m.SetSinkWriter(datastoreRouter)                          // when the datastore exists
+//	srv.SetGates(m, m, m)                                     // before Serve
+//	srv.AddSysSource(m.SysValues)                             // $SYS/broker/plugins/...; m.Stats() for /metrics
+//	m.SetSinkWriter(datastore.MapWriter{Router: rt})          // the "sink" module
 //	defer m.Close(ctx)                                        // after srv.Shutdown
 //
 // and `tide check` calls plugins.Check(cfg.Plugins). *core.Server has the
