@@ -57,6 +57,8 @@ type Router struct {
 	sub    *event.Subscriber
 	wg     sync.WaitGroup
 	closed bool
+	// feed is sub, for lock-free reads of its backlog by Saturated.
+	feed atomic.Pointer[event.Subscriber]
 }
 
 type route struct {
@@ -123,6 +125,7 @@ func (rt *Router) Start(bus *event.Bus) {
 		return
 	}
 	rt.sub = bus.Subscribe("datastore", event.Publish, event.QueueOptions{Size: rt.opts.QueueSize, Shards: rt.opts.Shards})
+	rt.feed.Store(rt.sub)
 	for i := range rt.sub.Shards() {
 		q := rt.sub.Queue(i)
 		rt.wg.Go(func() {
@@ -270,7 +273,16 @@ var _ Saturation = (*Router)(nil)
 // (Runner.Pressure). When no sink is, it costs one atomic load per sink and
 // no topic matching, so the broker can ask it for every QoS 1/2 publish.
 func (rt *Router) Saturated(topicName string) bool {
-	return rt.saturated(topicName) != nil
+	return rt.backlogged() || rt.saturated(topicName) != nil
+}
+
+// backlogged reports that the Router's own queue on the bus is more than
+// half full: the Router falls behind the publishers, and the bus would
+// drop (and count) once the queue is full. Holding acknowledgements back
+// then keeps QoS 1/2 messages from being acknowledged and not stored.
+func (rt *Router) backlogged() bool {
+	sub := rt.feed.Load()
+	return sub != nil && sub.Len() > rt.opts.QueueSize*sub.Shards()/2
 }
 
 func (rt *Router) saturated(topicName string) *Runner {
@@ -302,6 +314,13 @@ func (rt *Router) saturated(topicName string) *Runner {
 // acknowledging a QoS 1/2 publish, so that publishers slow down to what the
 // sinks take instead of the Router dropping records.
 func (rt *Router) WaitUnsaturated(ctx context.Context, topicName string) error {
+	for rt.backlogged() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
 	for {
 		r := rt.saturated(topicName)
 		if r == nil {
