@@ -61,7 +61,11 @@ func (p *progress) loop(label string, get func() counters, stop, done chan struc
 			var b strings.Builder
 			fmt.Fprintf(&b, "%s: %s", label, fmtDur(now.Sub(began)))
 			if k.planned > 0 {
-				fmt.Fprintf(&b, "  sent %s/%s", fmtCount(float64(k.sent)), fmtCount(float64(k.planned)))
+				verb := "sent"
+				if k.expected == 0 {
+					verb = "connected"
+				}
+				fmt.Fprintf(&b, "  %s %s/%s", verb, fmtCount(float64(k.sent)), fmtCount(float64(k.planned)))
 			}
 			if k.expected > 0 {
 				fmt.Fprintf(&b, "  recv %s/%s", fmtCount(float64(k.recv)), fmtCount(float64(k.expected)))

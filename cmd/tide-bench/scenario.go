@@ -275,7 +275,8 @@ func dialAll(ctx context.Context, n, par int, f func(i int) error) error {
 	return first
 }
 
-// counters is what progress shows.
+// counters is what progress shows: messages sent and received, or for
+// conns (expected 0) connections opened.
 type counters struct {
 	sent, planned, recv, expected uint64
 }
