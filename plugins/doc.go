@@ -26,7 +26,8 @@
 // loadfile and readfile inside the script's folder), table, string, math and
 // os.time/clock/date/difftime; require gives the modules of
 // plugins/lualib (json, log, crypto, broker, kv, http, sql, sink) and the
-// .lua files of the script's folder. The call stack and the registry are
+// .lua files of the script's folder. The sandbox is package plugins/sandbox,
+// shared with the scheduler's jobs. The call stack and the registry are
 // bounded, and string.rep, string.format and string.gsub refuse results
 // beyond a limit, so runaway recursion or a string bomb is an error;
 // an endless loop is cut by the timeout. Memory that a script allocates in

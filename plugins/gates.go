@@ -125,7 +125,7 @@ func (in *instance) invoke(h hook, p *pool, waitUntil int64, runFor time.Duratio
 	healthy := false
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%s: %s: panic: %v", in.script.path, h, r)
+			err = fmt.Errorf("%s: %s: panic: %v", in.script.Path, h, r)
 			healthy = false
 		}
 		// A deadline that passed just as the answer came keeps the

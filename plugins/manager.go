@@ -22,6 +22,7 @@ import (
 	logmod "github.com/tidemq/tide/plugins/lualib/log"
 	"github.com/tidemq/tide/plugins/lualib/sink"
 	sqlmod "github.com/tidemq/tide/plugins/lualib/sql"
+	"github.com/tidemq/tide/plugins/sandbox"
 )
 
 // Broker is what scripts may do to the broker through the "broker" module.
@@ -37,6 +38,9 @@ type SinkWriter = sink.Writer
 
 // builtinModules are the names require accepts besides files.
 var builtinModules = []string{json.Name, logmod.Name, crypto.Name, broker.Name, kv.Name, httpmod.Name, sqlmod.Name, sink.Name}
+
+// DefaultMaxString is the default of Options.MaxStringBytes.
+const DefaultMaxString = sandbox.DefaultMaxString
 
 // Options configure a Manager. Every field is optional.
 type Options struct {
@@ -399,7 +403,7 @@ type instance struct {
 	cache   *cache
 	sql     *sqlmod.Pools
 	logmod  *logmod.Module
-	modules map[string]lua.LGFunction
+	env     *sandbox.Env
 }
 
 func (m *Manager) newInstance(c conf.Plugin, s *script) (*instance, error) {
@@ -415,7 +419,7 @@ func (m *Manager) newInstance(c conf.Plugin, s *script) (*instance, error) {
 		sql:     sqlmod.NewPools(),
 		logmod:  logmod.New(m.opts.Logger.With("plugin", c.Name, "script", c.Script)),
 	}
-	in.modules = map[string]lua.LGFunction{
+	modules := map[string]lua.LGFunction{
 		json.Name:    json.Loader,
 		crypto.Name:  crypto.Loader,
 		logmod.Name:  in.logmod.Loader,
@@ -425,6 +429,8 @@ func (m *Manager) newInstance(c conf.Plugin, s *script) (*instance, error) {
 		sink.Name:    sink.New(m.sinkWriter).Loader,
 		broker.Name:  broker.New(m.opts.Broker).Loader,
 	}
+	in.env = &sandbox.Env{Script: s, Modules: modules, Names: builtinModules, Kind: "plugin",
+		MaxString: m.opts.MaxStringBytes, Print: in.logmod.Print}
 	if c.CacheTTL.Duration > 0 {
 		in.cache = newCache(c.CacheTTL.Duration)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidemq/tide/core/event"
 	"github.com/tidemq/tide/plugins/lualib/luaconv"
+	"github.com/tidemq/tide/plugins/sandbox"
 )
 
 // hook identifies a script function the runtime calls.
@@ -112,24 +113,24 @@ const maxCachedClients = 1024
 // newVM creates a state, runs the script's main chunk and its init()
 // under the init timeout, and resolves the hooks.
 func (in *instance) newVM() (v *vm, err error) {
-	L := newState()
+	L := sandbox.NewState()
 	v = &vm{L: L, in: in, ctx: &callCtx{done: make(chan struct{})}, clients: map[*event.Client]*lua.LTable{}}
 	in.m.watch.add(v)
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%s: panic while loading: %v", in.script.path, r)
+			err = fmt.Errorf("%s: panic while loading: %v", in.script.Path, r)
 		}
 		if err != nil {
 			v.close()
 			v = nil
 		}
 	}()
-	in.sandbox(L)
+	in.env.Install(L)
 	L.SetGlobal("config", luaconv.ToLua(L, settings(in.cfg.Settings)))
 	L.SetContext(v.ctx)
 
 	v.arm(now() + int64(in.m.opts.InitTimeout))
-	L.Push(L.NewFunctionFromProto(in.script.proto))
+	L.Push(L.NewFunctionFromProto(in.script.Proto))
 	err = L.PCall(0, 0, nil)
 	if err == nil {
 		if initFn, ok := L.GetGlobal("init").(*lua.LFunction); ok {
@@ -142,7 +143,7 @@ func (in *instance) newVM() (v *vm, err error) {
 		err = luaError(err, v.ctx, in.m.opts.InitTimeout)
 	}
 	if !v.disarm() && err == nil {
-		err = fmt.Errorf("%s: loading took longer than %v", in.script.path, in.m.opts.InitTimeout)
+		err = fmt.Errorf("%s: loading took longer than %v", in.script.Path, in.m.opts.InitTimeout)
 	}
 	if err != nil {
 		return v, err

@@ -7,6 +7,12 @@
 //	local msg = broker.retained("config/site")  -- {topic, payload, qos, retain, properties} or nil
 //	local info = broker.client("sensor-7")      -- {id, username, ..., subscriptions} or nil
 //	local was = broker.disconnect("sensor-7", "banned")
+//	local msgs = broker.retained_match("home/+/temperature", 100)  -- list of msg tables, by topic
+//	local st = broker.stats()                   -- {clients_connected = 3, messages_received = ...}
+//
+// retained_match and stats need a backend that also implements
+// RetainedMatcher and StatsSource (the broker given to scheduler jobs
+// does); otherwise they raise.
 //
 // disconnect is asynchronous: it returns true when the client was connected
 // and is being disconnected (a hook may disconnect the very client it is
@@ -42,6 +48,27 @@ type Backend interface {
 	Disconnect(id, reason string) bool
 }
 
+// RetainedMatcher is an optional capability of a Backend: the retained
+// messages whose topics match a filter.
+type RetainedMatcher interface {
+	// RetainedMatch returns up to limit (0: all) retained messages matching
+	// filter, sorted by topic.
+	RetainedMatch(filter string, limit int) []event.Message
+}
+
+// StatsSource is an optional capability of a Backend: the broker's counters
+// by name (clients_connected, messages_received, ...).
+type StatsSource interface {
+	Stats() map[string]float64
+}
+
+// DefaultMatchLimit and MaxMatchLimit bound retained_match: a filter such
+// as "#" must not copy a whole retained store into a script.
+const (
+	DefaultMatchLimit = 1000
+	MaxMatchLimit     = 100000
+)
+
 // ClientInfo describes a connected client.
 type ClientInfo = event.ClientInfo
 
@@ -61,10 +88,12 @@ func New(b Backend) *Module { return &Module{b: b} }
 func (m *Module) Loader(L *lua.LState) int {
 	mod := L.NewTable()
 	L.SetFuncs(mod, map[string]lua.LGFunction{
-		"publish":    m.luaPublish,
-		"retained":   m.luaRetained,
-		"client":     m.luaClient,
-		"disconnect": m.luaDisconnect,
+		"publish":        m.luaPublish,
+		"retained":       m.luaRetained,
+		"client":         m.luaClient,
+		"disconnect":     m.luaDisconnect,
+		"retained_match": m.luaRetainedMatch,
+		"stats":          m.luaStats,
 	})
 	L.Push(mod)
 	return 1
@@ -152,5 +181,40 @@ func (m *Module) luaDisconnect(L *lua.LState) int {
 	}
 	go b.Disconnect(id, reason)
 	L.Push(lua.LTrue)
+	return 1
+}
+
+func (m *Module) luaRetainedMatch(L *lua.LState) int {
+	b := m.backend(L)
+	filter := L.CheckString(1)
+	limit := L.OptInt(2, DefaultMatchLimit)
+	if limit <= 0 || limit > MaxMatchLimit {
+		L.ArgError(2, fmt.Sprintf("limit must be between 1 and %d", MaxMatchLimit))
+	}
+	rm, ok := b.(RetainedMatcher)
+	if !ok {
+		L.RaiseError("broker.retained_match is not available here")
+	}
+	msgs := rm.RetainedMatch(filter, limit)
+	t := L.CreateTable(len(msgs), 0)
+	for i := range msgs {
+		t.Append(luaconv.Message(L, &msgs[i], lua.LNil, true))
+	}
+	L.Push(t)
+	return 1
+}
+
+func (m *Module) luaStats(L *lua.LState) int {
+	b := m.backend(L)
+	ss, ok := b.(StatsSource)
+	if !ok {
+		L.RaiseError("broker.stats is not available here")
+	}
+	st := ss.Stats()
+	t := L.CreateTable(0, len(st))
+	for k, v := range st {
+		t.RawSetString(k, lua.LNumber(v))
+	}
+	L.Push(t)
 	return 1
 }

@@ -82,3 +82,45 @@ func TestNoBackend(t *testing.T) {
 		t.Errorf("publish without a broker = %q", got)
 	}
 }
+
+// fullServer adds the optional capabilities, as the scheduler's broker does.
+type fullServer struct{ server }
+
+func (b fullServer) RetainedMatch(filter string, limit int) []event.Message {
+	var out []event.Message
+	for _, m := range b.s.RetainedMatch(filter, limit) {
+		out = append(out, event.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true})
+	}
+	return out
+}
+
+func (b fullServer) Stats() map[string]float64 {
+	return map[string]float64{"retained": float64(b.s.Stats().Retained)}
+}
+
+func TestOptionalCapabilities(t *testing.T) {
+	s := core.New(core.Options{SysInterval: -1}, nil)
+	defer s.Shutdown(context.Background())
+	for _, topic := range []string{"home/kitchen/temp", "home/hall/temp", "home/hall/light"} {
+		if _, err := s.Publish(core.Message{Topic: topic, Payload: []byte(topic), Retain: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := fullServer{server{s}}
+	cases := []struct {
+		b         Backend
+		src, want string
+	}{
+		{full, `local ms = broker.retained_match("home/+/temp") return #ms, ms[1].topic, ms[2].payload`, "2 home/hall/temp home/kitchen/temp"},
+		{full, `return #broker.retained_match("home/#", 1)`, "1"},
+		{full, `return broker.retained_match("home/#", 0)`, "raised: <string>:1: bad argument #2 to retained_match (limit must be between 1 and 100000)"},
+		{full, `return broker.stats().retained`, "3"},
+		{server{s}, `return broker.stats()`, "raised: <string>:1: broker.stats is not available here"},
+		{server{s}, `return broker.retained_match("#")`, "raised: <string>:1: broker.retained_match is not available here"},
+	}
+	for _, tc := range cases {
+		if got := run(t, tc.b, tc.src); got != tc.want {
+			t.Errorf("%s\n = %q\nwant %q", tc.src, got, tc.want)
+		}
+	}
+}
