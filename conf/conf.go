@@ -194,10 +194,14 @@ type Route struct {
 
 // Job is one [[job]]: a Lua script run on a schedule, either Every or Cron.
 type Job struct {
-	Name     string         `toml:"name"`
-	Script   string         `toml:"script"`
-	Every    Duration       `toml:"every,omitempty"`
-	Cron     string         `toml:"cron,omitempty"` // five fields: minute hour day-of-month month day-of-week
+	// Name names the job in logs, $SYS, /metrics and the state file
+	// <persistence.dir>/jobs/<name>.json, so it cannot hold / \ + or #.
+	Name   string   `toml:"name"`
+	Script string   `toml:"script"`
+	Every  Duration `toml:"every,omitempty"`
+	// Cron has five fields: minute hour day-of-month month day-of-week, in
+	// the broker's local time zone.
+	Cron     string         `toml:"cron,omitempty"`
 	Timeout  Duration       `toml:"timeout"`
 	Jitter   Duration       `toml:"jitter"`
 	Settings map[string]any `toml:"settings,omitempty"` // given to the script as-is
@@ -212,12 +216,19 @@ type Aggregate struct {
 	// parsed as a number, otherwise a JSON path such as "sensor.temp".
 	Value   string     `toml:"value"`
 	Windows []Duration `toml:"windows"`
+	// MaxTopics bounds the topics the aggregate tracks; samples of further
+	// topics are dropped (counted and logged) until old topics expire.
+	MaxTopics int `toml:"max_topics"`
 }
 
 // Alert configures where scheduler alerts go besides MQTT topics under TopicPrefix.
 type Alert struct {
-	TopicPrefix string    `toml:"topic_prefix"`
-	Webhooks    []Webhook `toml:"webhook"`
+	TopicPrefix string `toml:"topic_prefix"`
+	// ResolvedRetain is how long a resolved notice stays the retained
+	// message of its alert's topic (as an MQTT message expiry) before the
+	// topic is empty again.
+	ResolvedRetain Duration  `toml:"resolved_retain"`
+	Webhooks       []Webhook `toml:"webhook"`
 }
 
 // Webhook is one [[alert.webhook]]: alerts are POSTed to URL.
@@ -249,7 +260,7 @@ func newConfig() *Config {
 			MaxClientIDLength:       65535,
 		},
 		Persistence: Persistence{Enabled: true, Dir: "data", Sync: "periodic", SyncInterval: Duration{time.Second}},
-		Alert:       Alert{TopicPrefix: "tide/alerts"},
+		Alert:       Alert{TopicPrefix: "tide/alerts", ResolvedRetain: Duration{time.Hour}},
 	}
 }
 
@@ -271,6 +282,7 @@ func (j *Job) setDefaults() { j.Timeout = Duration{30 * time.Second} }
 
 func (a *Aggregate) setDefaults() {
 	a.Windows = []Duration{{time.Minute}, {5 * time.Minute}, {10 * time.Minute}}
+	a.MaxTopics = 10000
 }
 
 func (w *Webhook) setDefaults() { *w = Webhook{Timeout: Duration{5 * time.Second}, Retries: 3} }

@@ -99,7 +99,7 @@ func TestDefaults(t *testing.T) {
 		{"DefaultListener", c.DefaultListener, true},
 		{"persistence", c.Persistence, Persistence{Enabled: true, Dir: "data", Sync: "periodic", SyncInterval: Duration{time.Second}}},
 		{"admin", c.Admin, Admin{}},
-		{"alert", c.Alert, Alert{TopicPrefix: "tide/alerts"}},
+		{"alert", c.Alert, Alert{TopicPrefix: "tide/alerts", ResolvedRetain: Duration{time.Hour}}},
 		{"File", c.File, "t.toml"},
 	}
 	for _, ck := range checks {
@@ -157,7 +157,7 @@ url = "https://example.com/hook"
 		{"plugin", c.Plugins, []Plugin{{Name: "p", Script: "p.lua", Timeout: Duration{100 * time.Millisecond}, Fail: "closed", QueueSize: 10000}}},
 		{"job", c.Jobs, []Job{{Name: "j", Script: "j.lua", Cron: "*/5 * * * *", Timeout: Duration{30 * time.Second}}}},
 		{"aggregate", c.Aggregates, []Aggregate{{Name: "home/+/temp", Topics: []string{"home/+/temp"},
-			Windows: []Duration{{time.Minute}, {5 * time.Minute}, {10 * time.Minute}}}}},
+			Windows: []Duration{{time.Minute}, {5 * time.Minute}, {10 * time.Minute}}, MaxTopics: 10000}}},
 		{"alert.webhook", c.Alert.Webhooks, []Webhook{{URL: "https://example.com/hook", Timeout: Duration{5 * time.Second}, Retries: 3}}},
 	}
 	for _, ck := range checks {
@@ -463,6 +463,16 @@ func TestValidation(t *testing.T) {
 			`t.toml:5: job[0].cron: a job runs either every interval or on a cron schedule: remove every or cron`},
 		{"job cron", "[[job]]\nname = \"j\"\nscript = \"j.lua\"\ncron = \"* * *\"",
 			`t.toml:4: job[0].cron: must have 5 space-separated fields (minute hour day-of-month month day-of-week), got "* * *"`},
+		{"job cron value", "[[job]]\nname = \"j\"\nscript = \"j.lua\"\ncron = \"61 * * * *\"",
+			`t.toml:4: job[0].cron: invalid cron expression "61 * * * *": end of range (61) above maximum (59): 61`},
+		{"job cron name", "[[job]]\nname = \"j\"\nscript = \"j.lua\"\n\ncron = \"0 9 * * mon-fry\"",
+			`t.toml:5: job[0].cron: invalid cron expression "0 9 * * mon-fry": failed to parse int from fry: strconv.Atoi: parsing "fry": invalid syntax`},
+		{"job cron never", "[[job]]\nname = \"j\"\nscript = \"j.lua\"\ncron = \"0 0 30 2 *\"",
+			`t.toml:4: job[0].cron: cron expression "0 0 30 2 *" never matches: no such date in the next five years`},
+		{"job name path", "[[job]]\nname = \"a/b\"\nscript = \"j.lua\"\nevery = \"1m\"",
+			`t.toml:2: job[0].name: "a/b" cannot be used: the name is part of a file path (<persistence.dir>/jobs/<name>.json) and of $SYS topics, so it cannot hold / \ + or #`},
+		{"job jitter long", "[[job]]\nname = \"j\"\nscript = \"j.lua\"\nevery = \"1m\"\njitter = \"1m\"",
+			`t.toml:5: job[0].jitter: must be shorter than every (1m), got "1m"`},
 		{"job every", "[[job]]\nname = \"j\"\nscript = \"j.lua\"\nevery = \"0s\"", `t.toml:4: job[0].every: must be greater than zero, got "0s"`},
 		{"job jitter", "[[job]]\nname = \"j\"\nscript = \"j.lua\"\nevery = \"1m\"\njitter = \"-1s\"", `t.toml:5: job[0].jitter: must not be negative, got "-1s"`},
 		{"job name", "[[job]]\nscript = \"j.lua\"\nevery = \"1m\"", `t.toml:1: job[0].name: missing (required)`},
@@ -470,6 +480,9 @@ func TestValidation(t *testing.T) {
 			`t.toml:6: job[1].name: duplicate name "j" (also used by job[0].name)`},
 
 		{"aggregate windows", "[[aggregate]]\ntopics = [\"t\"]\nwindows = [\"1m\", \"0s\"]", `t.toml:3: aggregate[0].windows[1]: must be greater than zero, got "0s"`},
+		{"aggregate window short", "[[aggregate]]\ntopics = [\"t\"]\nwindows = [\"500ms\"]", `t.toml:3: aggregate[0].windows[0]: must be at least 1s, got "500ms"`},
+		{"aggregate max topics", "[[aggregate]]\ntopics = [\"t\"]\nmax_topics = 0", `t.toml:3: aggregate[0].max_topics: must be at least 1, got 0`},
+		{"alert resolved retain", "[alert]\nresolved_retain = \"0s\"", `t.toml:2: alert.resolved_retain: must be between 1s and 49710d6h28m15s (an MQTT message expiry), got "0s"`},
 		{"aggregate value", "[[aggregate]]\ntopics = [\"t\"]\nvalue = \"a..b\"", `t.toml:3: aggregate[0].value: invalid JSON path "a..b": want names separated by dots, such as "sensor.temp"`},
 		{"aggregate duplicate", "[[aggregate]]\ntopics = [\"t\"]\n[[aggregate]]\ntopics = [\"t\", \"u\"]",
 			`t.toml:3: aggregate[1].name: duplicate name "t" (also used by aggregate[0].name)`},

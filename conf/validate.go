@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"net/url"
 	"slices"
@@ -11,8 +12,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"golang.org/x/crypto/bcrypt"
 )
+
+// cronParser reads the five-field expressions of [[job]] cron.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
+
+// ParseCron parses a [[job]] cron expression: five fields (minute hour
+// day-of-month month day-of-week) with *, lists, ranges, steps and month and
+// day names. The schedule's times are in the location of the time given to
+// its Next. The error says what is wrong with the expression.
+func ParseCron(spec string) (cron.Schedule, error) {
+	if len(strings.Fields(spec)) != 5 {
+		return nil, fmt.Errorf("must have 5 space-separated fields (minute hour day-of-month month day-of-week), got %q", spec)
+	}
+	s, err := cronParser.Parse(spec)
+	if err != nil {
+		return nil, fmt.Errorf("invalid cron expression %q: %v", spec, err)
+	}
+	if s.Next(time.Now()).IsZero() {
+		return nil, fmt.Errorf("cron expression %q never matches: no such date in the next five years", spec)
+	}
+	return s, nil
+}
 
 // checker collects validation errors, each with the line of its key.
 type checker struct {
@@ -231,6 +254,9 @@ func (c *Config) validate(ck *checker) {
 	for i, j := range c.Jobs {
 		key := fmt.Sprintf("job[%d]", i)
 		if ck.required(key+".name", j.Name) {
+			if strings.ContainsAny(j.Name, `/\+#`) || j.Name == "." || j.Name == ".." {
+				ck.add(key+".name", "%q cannot be used: the name is part of a file path (<persistence.dir>/jobs/<name>.json) and of $SYS topics, so it cannot hold / \\ + or #", j.Name)
+			}
 			ck.unique(key+".name", j.Name, names)
 		}
 		ck.required(key+".script", j.Script)
@@ -242,8 +268,13 @@ func (c *Config) validate(ck *checker) {
 			ck.add(key, `missing schedule: set every (e.g. "1m") or cron (e.g. "*/5 * * * *")`)
 		case every:
 			ck.positive(key+".every", j.Every)
-		case len(strings.Fields(j.Cron)) != 5:
-			ck.add(key+".cron", "must have 5 space-separated fields (minute hour day-of-month month day-of-week), got %q", j.Cron)
+			if j.Every.Duration > 0 && j.Jitter.Duration >= j.Every.Duration {
+				ck.add(key+".jitter", "must be shorter than every (%s), got %q", formatDuration(j.Every.Duration), formatDuration(j.Jitter.Duration))
+			}
+		default:
+			if _, err := ParseCron(j.Cron); err != nil {
+				ck.add(key+".cron", "%v", err)
+			}
 		}
 		ck.positive(key+".timeout", j.Timeout)
 		ck.nonNegative(key+".jitter", j.Jitter)
@@ -263,13 +294,21 @@ func (c *Config) validate(ck *checker) {
 		}
 		if ck.requiredList(key+".windows", len(ag.Windows)) {
 			for k, w := range ag.Windows {
-				ck.positive(fmt.Sprintf("%s.windows[%d]", key, k), w)
+				wk := fmt.Sprintf("%s.windows[%d]", key, k)
+				ck.positive(wk, w)
+				if w.Duration > 0 && w.Duration < time.Second {
+					ck.add(wk, "must be at least 1s, got %q", formatDuration(w.Duration))
+				}
 			}
 		}
+		ck.atLeast(key+".max_topics", ag.MaxTopics, 1)
 	}
 
 	if ck.required("alert.topic_prefix", c.Alert.TopicPrefix) && strings.ContainsAny(c.Alert.TopicPrefix, "+#") {
 		ck.add("alert.topic_prefix", "must be a topic name, without + or #: %q", c.Alert.TopicPrefix)
+	}
+	if r := c.Alert.ResolvedRetain.Duration; r < time.Second || r > math.MaxUint32*time.Second {
+		ck.add("alert.resolved_retain", "must be between 1s and %s (an MQTT message expiry), got %q", formatDuration(math.MaxUint32*time.Second), formatDuration(r))
 	}
 	for i, w := range c.Alert.Webhooks {
 		key := fmt.Sprintf("alert.webhook[%d]", i)
