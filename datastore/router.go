@@ -353,6 +353,16 @@ func (rt *Router) Querier(name string) (Querier, bool) {
 	return q, ok
 }
 
+// Searcher returns the named sink as a Searcher, if it is one.
+func (rt *Router) Searcher(name string) (Searcher, bool) {
+	r := rt.Runner(name)
+	if r == nil {
+		return nil, false
+	}
+	s, ok := r.Sink().(Searcher)
+	return s, ok
+}
+
 // RouterStats are the Router's own figures.
 type RouterStats struct {
 	// Received counts the messages (and Write calls) the Router handled.
