@@ -243,13 +243,24 @@ func TestDefaultFileExamples(t *testing.T) {
 		t.Fatalf("tide.toml with its examples:\n%v\n%s", err, src)
 	}
 	got := []int{len(c.Listeners), len(c.Auth.Users), len(c.Plugins), len(c.Sinks), len(c.Routes), len(c.Jobs), len(c.Aggregates), len(c.Alert.Webhooks)}
-	want := []int{4, 1, 1, 3, 2, 1, 1, 1}
+	want := []int{4, 1, 1, 3, 2, 2, 1, 1}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("listeners, users, plugins, sinks, routes, jobs, aggregates, webhooks = %v, want %v", got, want)
 	}
 	j := c.Jobs[0]
 	if j.Name != "room-temperature" || j.Script != "scripts/alerts/room_temperature.lua" || j.Every.Duration != time.Minute || j.Settings["threshold"] != 30.0 {
 		t.Errorf("job = %#v, want the room-temperature alert", j)
+	}
+	if j := c.Jobs[1]; j.Name != "room-temperature-sql" || j.Cron != "* * * * *" || j.Settings["sink"] != "archive" {
+		t.Errorf("job = %#v, want the room-temperature-sql alert", j)
+	}
+	if a := c.Aggregates[0]; a.Name != "temperature" || a.MaxTopics != 10000 || len(a.Windows) != 3 {
+		t.Errorf("aggregate = %#v, want temperature", a)
+	}
+	for _, j := range c.Jobs {
+		if _, err := os.Stat(filepath.Join("..", j.Script)); err != nil {
+			t.Errorf("job %s: script %s: %v", j.Name, j.Script, err)
+		}
 	}
 	if c.Admin.Address != "127.0.0.1:8080" {
 		t.Errorf("admin.address = %q, want 127.0.0.1:8080", c.Admin.Address)
