@@ -12,7 +12,7 @@ import (
 )
 
 // subscribeRaw subscribes and requires the granted QoS.
-func subscribeRaw(t *testing.T, c *raw, filter string, qos byte) {
+func subscribeRaw(t testing.TB, c *raw, filter string, qos byte) {
 	t.Helper()
 	c.send(&packet.Subscribe{PacketID: 99, Subs: []packet.SubOption{{Filter: filter, QoS: qos}}})
 	sa := expect[*packet.Suback](c)
