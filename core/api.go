@@ -136,6 +136,17 @@ func (s *Server) PublishEvent(em event.Message) (int, error) {
 	return s.Publish(m)
 }
 
+// RetainedMatchEvents is RetainedMatch with the messages as the event
+// package describes them (for scripts).
+func (s *Server) RetainedMatchEvents(filter string, limit int) []event.Message {
+	ms := s.RetainedMatch(filter, limit)
+	out := make([]event.Message, 0, len(ms))
+	for i := range ms {
+		out = append(out, *ms[i].eventMessage())
+	}
+	return out
+}
+
 // RetainedEvent returns a topic's retained message as an event.Message,
 // its expiry interval counted down to now.
 func (s *Server) RetainedEvent(topicName string) (event.Message, bool) {

@@ -8,6 +8,7 @@ import (
 	"github.com/tidemq/tide/core/event"
 	"github.com/tidemq/tide/core/persist"
 	"github.com/tidemq/tide/plugins"
+	"github.com/tidemq/tide/scheduler"
 )
 
 // pluginBroker is the broker as the Lua "broker" module sees it.
@@ -23,6 +24,48 @@ func (b pluginBroker) Publish(m event.Message) error {
 func (b pluginBroker) Retained(topic string) (event.Message, bool) { return b.s.RetainedEvent(topic) }
 func (b pluginBroker) Client(id string) (event.ClientInfo, bool)   { return b.s.Client(id) }
 func (b pluginBroker) Disconnect(id, reason string) bool           { return b.s.DisconnectClient(id, reason) }
+
+// schedBroker is the broker as scheduler jobs see it: the plugins' broker
+// module plus retained messages by filter and the broker's counters.
+type schedBroker struct{ pluginBroker }
+
+var _ scheduler.Broker = schedBroker{}
+
+func (b schedBroker) RetainedMatch(filter string, limit int) []event.Message {
+	return b.s.RetainedMatchEvents(filter, limit)
+}
+
+// Stats are the counters of broker.stats(), named as in $SYS.
+func (b schedBroker) Stats() map[string]float64 {
+	st := b.s.Stats()
+	var pubIn, pubOut uint64
+	for q := range st.PublishReceived {
+		pubIn += st.PublishReceived[q]
+		pubOut += st.PublishSent[q]
+	}
+	return map[string]float64{
+		"uptime_seconds":       st.Uptime.Seconds(),
+		"clients_connected":    float64(st.ClientsConnected),
+		"sessions":             float64(st.ClientsTotal),
+		"connects_total":       float64(st.ConnectsTotal),
+		"connections_refused":  float64(st.Refused),
+		"messages_received":    float64(st.MessagesReceived),
+		"messages_sent":        float64(st.MessagesSent),
+		"publish_received":     float64(pubIn),
+		"publish_sent":         float64(pubOut),
+		"bytes_received":       float64(st.BytesReceived),
+		"bytes_sent":           float64(st.BytesSent),
+		"retained":             float64(st.Retained),
+		"subscriptions":        float64(st.Subscriptions),
+		"dropped_qos0_full":    float64(st.DroppedQoS0Full),
+		"dropped_queue_full":   float64(st.DroppedQueueFull),
+		"dropped_too_large":    float64(st.DroppedTooLarge),
+		"dropped_expired":      float64(st.DroppedExpired),
+		"dropped_offline_qos0": float64(st.DroppedOfflineQoS0),
+		"denied":               float64(st.Denied),
+		"no_subscribers":       float64(st.NoSubscribers),
+	}
+}
 
 // adminBroker is the broker as the admin API sees it.
 type adminBroker struct{ *core.Server }

@@ -2,6 +2,7 @@
 //
 //	tide [-c FILE]            run the broker (the built-in default config without -c)
 //	tide check [-c FILE]      validate a config and print the effective one
+//	tide jobs [-c FILE]       print the status of a running broker's jobs
 //	tide passwd               read a password on stdin, print its bcrypt hash
 //	tide version              print the version
 package main
@@ -54,6 +55,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfgPath, "c", "", "configuration file (default: the built-in conf/tide.toml)")
 	fs.StringVar(&cfgPath, "config", "", "configuration file (same as -c)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the broker to this file until it stops")
+	var jf jobsFlags
+	if cmd == "jobs" {
+		fs.StringVar(&jf.admin, "admin", "", "admin API address (default: [admin] address of the config)")
+		fs.StringVar(&jf.mqtt, "mqtt", "", "MQTT address to read $SYS from when there is no admin API (default: the config's first tcp listener)")
+		fs.StringVar(&jf.user, "u", "", "MQTT username")
+		fs.StringVar(&jf.password, "P", "", "MQTT password")
+		fs.BoolVar(&jf.json, "json", false, "print JSON")
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -78,6 +87,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "passwd":
 		return passwd(stdin, stdout, stderr)
+	case "jobs":
+		cfg, err := loadConfig(cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if err := jobs(cfg, jf, stdout); err != nil {
+			fmt.Fprintln(stderr, "tide jobs:", err)
+			return 1
+		}
+		return 0
 	case "serve":
 		cfg, err := loadConfig(cfgPath)
 		if err != nil {
@@ -103,7 +123,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	default:
-		fmt.Fprintf(stderr, "tide: unknown command %q (commands: serve, check, passwd, version)\n", cmd)
+		fmt.Fprintf(stderr, "tide: unknown command %q (commands: serve, check, jobs, passwd, version)\n", cmd)
 		return 2
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/tidemq/tide/core/persist"
 	"github.com/tidemq/tide/datastore"
 	"github.com/tidemq/tide/plugins"
+	"github.com/tidemq/tide/scheduler"
+	"github.com/tidemq/tide/scheduler/window"
 
 	// The sink types, registered with conf and datastore by their init.
 	_ "github.com/tidemq/tide/datastore/elasticsearch"
@@ -34,12 +36,15 @@ type app struct {
 	journal *persist.Journal
 	store   *datastore.Router
 	plugins *plugins.Manager
+	windows *window.Store
+	sched   *scheduler.Scheduler
 	lns     []*listener.Listener
 	adm     *admin.Admin
 }
 
 // checkConfig does the checks that need more than the config file:
-// listener certificates, and scripts that must compile.
+// listener certificates, scripts that must compile, job schedules and
+// aggregate definitions.
 func checkConfig(cfg *conf.Config) error {
 	var errs []error
 	for i, l := range cfg.Listeners {
@@ -48,6 +53,12 @@ func checkConfig(cfg *conf.Config) error {
 		}
 	}
 	if err := plugins.Check(cfg.Plugins); err != nil {
+		errs = append(errs, err)
+	}
+	if err := scheduler.Check(cfg.Jobs); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := window.New(cfg.Aggregates, window.Options{}); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -111,8 +122,31 @@ func start(cfgPath string, cfg *conf.Config, log *slog.Logger) (a *app, err erro
 		a.srv.AddSysSource(journalSys(a.journal))
 	}
 
+	// The live windows take samples from the bus; jobs read them, query the
+	// sinks and publish alerts. Job state lives beside the broker's store.
+	a.windows, err = window.New(cfg.Aggregates, window.Options{Logger: log.With("component", "window")})
+	if err != nil {
+		return a, err
+	}
+	a.windows.Start(a.srv.Bus())
+	so := scheduler.Options{Logger: log, Broker: schedBroker{pluginBroker{a.srv}}, Windows: a.windows,
+		KV: a.plugins.KV(), Alert: cfg.Alert}
+	if cfg.Persistence.Enabled {
+		so.StateDir = cfg.Persistence.Dir
+	}
+	if a.store != nil {
+		so.Stores = a.store
+		so.Sinks = datastore.MapWriter{Router: a.store}
+	}
+	a.sched = scheduler.New(so)
+	if err := a.sched.Reload(cfg.Jobs); err != nil {
+		return a, err
+	}
+	a.srv.AddSysSource(a.sched.SysValues)
+
 	a.adm = admin.New(adminBroker{a.srv}, admin.Options(cfg.Admin), log)
 	a.adm.SetReload(a.reload)
+	a.adm.SetJobs(func() any { return a.sched.Jobs() })
 	if a.journal != nil {
 		a.adm.SetBackup(a.srv.Backup)
 	}
@@ -156,9 +190,9 @@ func (a *app) setGates(n int) {
 }
 
 // reload is SIGHUP and POST /api/reload: the config file is read again;
-// plugins are reloaded from it (a script that fails to compile keeps the old
-// version running), and TLS certificates are read again. Other sections
-// need a restart.
+// plugins, jobs and aggregates are reloaded from it (a script that fails to
+// compile keeps the old version running), and TLS certificates are read
+// again. Other sections need a restart.
 func (a *app) reload() error {
 	var errs []error
 	cfg := a.cfg
@@ -174,6 +208,14 @@ func (a *app) reload() error {
 	} else {
 		a.setGates(len(cfg.Plugins))
 	}
+	if err := a.windows.Reload(cfg.Aggregates); err != nil {
+		errs = append(errs, err)
+	} else {
+		a.windows.Start(a.srv.Bus())
+	}
+	if err := a.sched.Reload(cfg.Jobs); err != nil {
+		errs = append(errs, err)
+	}
 	for _, ln := range a.lns {
 		if err := ln.Reload(); err != nil {
 			errs = append(errs, err)
@@ -183,18 +225,26 @@ func (a *app) reload() error {
 		a.log.Error("reload incomplete", "err", err)
 		return err
 	}
-	a.log.Info("reloaded", "plugins", len(cfg.Plugins), "listeners", len(a.lns))
+	a.log.Info("reloaded", "plugins", len(cfg.Plugins), "jobs", len(cfg.Jobs), "aggregates", len(cfg.Aggregates), "listeners", len(a.lns))
 	return nil
 }
 
 // stop ends everything in the reverse order of start: the admin API, the
-// broker (clients get DISCONNECT 0x8B), the plugins, the sinks (flushing or
-// spooling what they hold), and the store.
+// jobs (they publish), the broker (clients get DISCONNECT 0x8B), the
+// plugins, the sinks (flushing or spooling what they hold), and the store.
 func (a *app) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if a.adm != nil {
 		_ = a.adm.Shutdown(ctx)
+	}
+	if a.sched != nil {
+		if err := a.sched.Close(ctx); err != nil {
+			a.log.Error("scheduler shutdown incomplete", "err", err)
+		}
+	}
+	if a.windows != nil {
+		a.windows.Close()
 	}
 	if a.srv != nil {
 		if err := a.srv.Shutdown(ctx); err != nil {

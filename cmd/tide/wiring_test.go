@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -150,4 +151,136 @@ func grep(b []byte, pattern string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// The scheduler in the binary: an [[aggregate]] fed by MQTT, the room
+// temperature job firing its alert on tide/alerts/..., job status through
+// /api/jobs, $SYS and `tide jobs` (both ways), and a job added on SIGHUP.
+func TestWiredScheduler(t *testing.T) {
+	dir := t.TempDir()
+	script, err := filepath.Abs("../../scripts/alerts/room_temperature.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := filepath.Join(dir, "counter.lua")
+	if err := os.WriteFile(counter, []byte("function run(ctx)\n  state.n = (state.n or 0) + 1\nend\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := `[mqtt]
+sys_interval = "1s"
+[[listener]]
+address = "127.0.0.1:0"
+allow_anonymous = true
+[persistence]
+dir = "` + filepath.Join(dir, "data") + `"
+[admin]
+address = "127.0.0.1:0"
+token = "secret"
+[[aggregate]]
+name = "temperature"
+topics = ["home/+/temperature"]
+windows = ["1m", "5m", "10m"]
+[[job]]
+name = "room-temperature"
+script = "` + script + `"
+every = "1s"
+[job.settings]
+threshold = 30.0
+min_samples = 3
+`
+	cfg := writeConfig(t, base)
+	cmd, addr := startTide(t, cfg)
+	adminAddr := waitLog(t, cmd, regexp.MustCompile(`msg="admin API listening" address=(\S+)`))
+
+	// An alert subscriber, then three hot readings from the kitchen.
+	sub := dialV311(t, addr, "alerts")
+	sub.Write(packet.Encode(&packet.Subscribe{PacketID: 1, Subs: []packet.SubOption{{Filter: "tide/alerts/#"}}}, packet.V311))
+	sensor := dialV311(t, addr, "sensor")
+	for _, v := range []string{"31", "33", "35"} {
+		sensor.Write(packet.Encode(&packet.Publish{Topic: "home/kitchen/temperature", Payload: []byte(v)}, packet.V311))
+	}
+	r := packet.NewReader(sub)
+	r.Version = packet.V311
+	sub.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		p, _, err := r.ReadPacket()
+		if err != nil {
+			t.Fatalf("waiting for the alert: %v", err)
+		}
+		if pub, ok := p.(*packet.Publish); ok {
+			if pub.Topic != "tide/alerts/high-temperature-kitchen" || !strings.Contains(string(pub.Payload), `"firing"`) ||
+				!strings.Contains(string(pub.Payload), "33.0 °C over 5 minutes") {
+				t.Fatalf("alert %s %s", pub.Topic, pub.Payload)
+			}
+			break
+		}
+	}
+
+	status, body := httpGet(t, "http://"+adminAddr+"/api/jobs", "secret")
+	if status != 200 || !strings.Contains(string(body), `"name":"room-temperature"`) || !strings.Contains(string(body), `"last_outcome":"ok"`) {
+		t.Fatalf("/api/jobs: %d %s", status, body)
+	}
+	out, err := exec.Command(tideBin, "jobs", "-c", cfg, "-admin", adminAddr).CombinedOutput()
+	if err != nil || !regexp.MustCompile(`room-temperature\s+every 1s\s+\d+\s+0\s+0\s+\d+\s+\S+ \S+\s+\S+s\s+ok`).Match(out) ||
+		!strings.Contains(string(out), "admin API") {
+		t.Fatalf("tide jobs (admin): %v\n%s", err, out)
+	}
+	// Through $SYS, as `tide jobs` does without an admin API.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err = exec.Command(tideBin, "jobs", "-c", cfg, "-mqtt", addr).CombinedOutput()
+		if err == nil && regexp.MustCompile(`room-temperature\s+-\s+[1-9]\d*\s+0\s+0\s+\d+\s+\S+ \S+\s+\S+s\s+ok`).Match(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tide jobs (MQTT): %v\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// SIGHUP adds a job.
+	if err := os.WriteFile(cfg, []byte(base+`[[job]]
+name = "counter"
+script = "`+counter+`"
+every = "1s"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, body = httpGet(t, "http://"+adminAddr+"/api/jobs", "secret")
+		if regexp.MustCompile(`"name":"counter"[^}]*"runs":[1-9]`).Match(body) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job added on SIGHUP never ran: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Its state is on disk, for the next start.
+	if b, err := os.ReadFile(filepath.Join(dir, "data", "jobs", "counter.json")); err != nil || !strings.Contains(string(b), `"n"`) {
+		t.Fatalf("state file: %v %s", err, b)
+	}
+}
+
+// dialV311 connects an MQTT 3.1.1 client and reads its CONNACK.
+func dialV311(t *testing.T, addr, id string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.Write(packet.Encode(&packet.Connect{ProtocolName: "MQTT", ProtocolLevel: packet.V311, ClientID: id, CleanStart: true}, packet.V311))
+	r := packet.NewReader(c)
+	r.Version = packet.V311
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if p, _, err := r.ReadPacket(); err != nil || p.(*packet.Connack).ReasonCode != 0 {
+		t.Fatalf("CONNACK: %v %v", p, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	return c
 }
