@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidemq/tide/core/event"
 	"github.com/tidemq/tide/core/persist"
+	"github.com/tidemq/tide/core/ratelog"
 	"github.com/tidemq/tide/core/topic"
 )
 
@@ -52,7 +53,7 @@ type Server struct {
 	lns       []*listenerState
 	idSeq     atomic.Uint64
 	routePool sync.Pool
-	drops     dropLog
+	drops     ratelog.Limiter // "message dropped" lines, keyed by reason
 
 	sysMu      sync.Mutex
 	sysSources []SysSource
@@ -99,7 +100,6 @@ func New(opts Options, log *slog.Logger) *Server {
 		started:  time.Now(),
 		ctx:      ctx,
 		cancel:   cancel,
-		drops:    dropLog{last: map[string]time.Time{}, n: map[string]uint64{}},
 	}
 	s.routePool.New = func() any { return &router{} }
 	s.gates.Store(&gateSet{})
@@ -348,26 +348,11 @@ func (s *Server) Stats() StatsView {
 	return v
 }
 
-// dropLog rate-limits the log lines for drops: one line per reason every
-// ten seconds, with the count since the last line.
-type dropLog struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-	n    map[string]uint64
-}
-
+// logDrop logs a dropped message, rate-limited: one line per reason every
+// ten seconds, with the number of drops since the last line (this one
+// included).
 func (s *Server) logDrop(reason, clientID, topicName string) {
-	drops := &s.drops
-	drops.mu.Lock()
-	drops.n[reason]++
-	now := time.Now()
-	if now.Sub(drops.last[reason]) < 10*time.Second {
-		drops.mu.Unlock()
-		return
+	if ok, suppressed := s.drops.Allow(reason); ok {
+		s.log.Warn("message dropped", "reason", reason, "client", clientID, "topic", topicName, "dropped_since_last_log", suppressed+1)
 	}
-	n := drops.n[reason]
-	drops.n[reason] = 0
-	drops.last[reason] = now
-	drops.mu.Unlock()
-	s.log.Warn("message dropped", "reason", reason, "client", clientID, "topic", topicName, "dropped_since_last_log", n)
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tidemq/tide/core/event"
+	"github.com/tidemq/tide/core/ratelog"
 	"github.com/tidemq/tide/core/topic"
 )
 
@@ -44,7 +45,7 @@ type Router struct {
 	routes  []route
 	opts    RouterOptions
 	log     *slog.Logger
-	limit   logLimiter
+	limit   ratelog.Limiter
 
 	received atomic.Uint64 // messages seen
 	refused  atomic.Uint64 // records a sink did not take
@@ -83,7 +84,6 @@ func NewRouter(runners []*Runner, routes []Route, opts RouterOptions) (*Router, 
 	}
 	rt := &Router{runners: runners, byName: map[string]int{}, opts: opts, log: opts.Log.With("component", "datastore"),
 		stalled: make([]atomic.Uint64, len(runners))}
-	rt.limit.every = 10 * time.Second
 	for i, r := range runners {
 		if _, dup := rt.byName[r.Name()]; dup {
 			return nil, fmt.Errorf("datastore: two sinks named %q", r.Name())
@@ -210,7 +210,7 @@ func (rt *Router) hand(idx int, rec Record) error {
 		rt.stalled[idx].Store(r.stats.Written.Load() + 1)
 	}
 	rt.refused.Add(1)
-	if ok, suppressed := rt.limit.allow(r.Name()); ok {
+	if ok, suppressed := rt.limit.Allow(r.Name()); ok {
 		rt.log.Warn("sink did not take a record: dropped", "sink", r.Name(), "err", err,
 			"refused_total", r.stats.Refused.Load(), "similar_suppressed", suppressed)
 	}

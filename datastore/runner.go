@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tidemq/tide/conf"
+	"github.com/tidemq/tide/core/ratelog"
 	"github.com/tidemq/tide/datastore/spool"
 )
 
@@ -133,7 +134,7 @@ type Runner struct {
 	stats Stats
 	spool *spool.Spool // nil without SpoolDir
 	dl    *deadLetter
-	limit logLimiter
+	limit ratelog.Limiter
 
 	connected atomic.Bool
 	pressure  atomic.Bool
@@ -178,7 +179,6 @@ func NewRunner(sink Sink, opts RunnerOptions) (*Runner, error) {
 		closeCh: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	r.limit.every = 10 * time.Second
 	if opts.DeadLetter != "" {
 		if err := os.MkdirAll(filepath.Dir(opts.DeadLetter), 0o755); err != nil {
 			return nil, fmt.Errorf("sink %q: dead-letter file: %w", opts.Name, err)
@@ -342,7 +342,7 @@ func (r *Runner) pushLocked(rec Record) {
 // drop counts and logs lost records (rate-limited).
 func (r *Runner) drop(n int, msg string, err error) {
 	r.stats.Dropped.Add(uint64(n))
-	if ok, suppressed := r.limit.allow(msg); ok {
+	if ok, suppressed := r.limit.Allow(msg); ok {
 		args := []any{"records", n, "dropped_total", r.stats.Dropped.Load(), "similar_suppressed", suppressed}
 		if err != nil {
 			args = append(args, "err", err)
@@ -387,7 +387,7 @@ func (r *Runner) appendSpoolLocked(recs []Record) error {
 			// A disk error: do not try again for a while, it is slow.
 			r.spoolErr = time.Now().Add(5 * time.Second)
 			r.stats.setError(err)
-			if ok, _ := r.limit.allow("spool write"); ok {
+			if ok, _ := r.limit.Allow("spool write"); ok {
 				r.log.Error("spool write failed", "err", err)
 			}
 			return err
@@ -414,7 +414,7 @@ func (r *Runner) spillLocked(extra *Record) error {
 	r.updateLocked()
 	notify(r.wake)
 	notify(r.spilled)
-	if ok, _ := r.limit.allow("spill"); ok {
+	if ok, _ := r.limit.Allow("spill"); ok {
 		r.log.Warn("sink not keeping up: records go to the disk spool until it catches up", "records", len(recs), "spool", r.opts.SpoolDir)
 	}
 	return nil
@@ -557,7 +557,7 @@ func (r *Runner) replay() bool {
 		var ce *spool.CorruptError
 		if !errors.As(err, &ce) {
 			r.stats.setError(err)
-			if ok, _ := r.limit.allow("spool read"); ok {
+			if ok, _ := r.limit.Allow("spool read"); ok {
 				r.log.Error("spool read failed", "err", err)
 			}
 			return r.sleep(r.opts.RetryMax, true)
@@ -732,7 +732,7 @@ func (r *Runner) writeFailed(err error, n int) {
 	if IsPermanent(err) {
 		level = slog.LevelError // e.g. a file that is not a database: a human must act
 	}
-	if ok, suppressed := r.limit.allow("write failed"); ok {
+	if ok, suppressed := r.limit.Allow("write failed"); ok {
 		r.log.Log(context.Background(), level, "sink unavailable, retrying", "err", err, "records", n, "similar_suppressed", suppressed)
 	}
 }
@@ -783,7 +783,7 @@ func (r *Runner) deadLetter(items []deadItem) {
 		return
 	}
 	r.stats.DeadLettered.Add(uint64(len(items)))
-	if ok, suppressed := r.limit.allow("dead letter"); ok {
+	if ok, suppressed := r.limit.Allow("dead letter"); ok {
 		r.log.Warn("sink rejected records: written to the dead-letter file", "records", len(items), "reason", items[0].reason,
 			"file", r.opts.DeadLetter, "similar_suppressed", suppressed)
 	}
@@ -904,29 +904,4 @@ func (d *deque) compact() {
 func (d *deque) reset() {
 	clear(d.buf)
 	d.buf, d.head = d.buf[:0], 0
-}
-
-// logLimiter lets one log line per key through every period and counts the
-// others, so that an outage logs a line every few seconds, not per record.
-type logLimiter struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  map[string]time.Time
-	count map[string]int
-}
-
-func (l *logLimiter) allow(key string) (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last == nil {
-		l.last, l.count = map[string]time.Time{}, map[string]int{}
-	}
-	now := time.Now()
-	if t, seen := l.last[key]; seen && now.Sub(t) < l.every {
-		l.count[key]++
-		return false, 0
-	}
-	suppressed = l.count[key]
-	l.last[key], l.count[key] = now, 0
-	return true, suppressed
 }

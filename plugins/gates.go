@@ -170,7 +170,7 @@ func (in *instance) fail(h hook, err error) {
 	if !h.isGate() {
 		policy = "event lost"
 	}
-	in.m.logLimited(in.cfg.Name+"/"+h.String()+"/"+kind, in.log, "plugin hook failed", "hook", h.String(),
+	in.m.limiter.Warn(in.log, in.cfg.Name+"/"+h.String()+"/"+kind, "plugin hook failed", "hook", h.String(),
 		"failure", kind, "err", err.Error(), "policy", policy)
 }
 

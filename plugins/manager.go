@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core/event"
+	"github.com/tidemq/tide/core/ratelog"
 	"github.com/tidemq/tide/plugins/lualib/broker"
 	"github.com/tidemq/tide/plugins/lualib/crypto"
 	httpmod "github.com/tidemq/tide/plugins/lualib/http"
@@ -89,7 +90,7 @@ type Manager struct {
 	stats   map[string]*pluginStats
 	order   []string // plugin names in configuration order, for Stats
 
-	limiter logLimiter
+	limiter ratelog.Limiter // repeated failures, one line per key every ten seconds
 	watch   *watchdog
 	wg      sync.WaitGroup // background work: replacements, retiring sets, the watchdog
 }
@@ -121,7 +122,6 @@ func New(opts Options) *Manager {
 		http:      httpmod.New(opts.HTTP),
 		observers: map[string]*observer{},
 		stats:     map[string]*pluginStats{},
-		limiter:   logLimiter{last: map[string]*limited{}},
 		watch:     newWatchdog(),
 	}
 	m.sinkW.Store(&sinkHolder{w: opts.Sinks})
@@ -497,44 +497,4 @@ func (in *instance) close() {
 		in.obs.close()
 	}
 	in.sql.Close()
-}
-
-// logLimiter keeps repeated failures from flooding the log: one line per
-// key every ten seconds, saying how many were suppressed.
-type logLimiter struct {
-	mu   sync.Mutex
-	last map[string]*limited
-}
-
-type limited struct {
-	at         time.Time
-	suppressed uint64
-}
-
-const logEvery = 10 * time.Second
-
-func (m *Manager) logLimited(key string, lg *slog.Logger, msg string, args ...any) {
-	l := &m.limiter
-	now := time.Now()
-	l.mu.Lock()
-	e := l.last[key]
-	if e == nil {
-		if len(l.last) > 10000 {
-			clear(l.last)
-		}
-		e = &limited{}
-		l.last[key] = e
-	}
-	if !e.at.IsZero() && now.Sub(e.at) < logEvery {
-		e.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := e.suppressed
-	e.at, e.suppressed = now, 0
-	l.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed_since_last_log", n)
-	}
-	lg.Warn(msg, args...)
 }

@@ -98,7 +98,7 @@ func (o *observer) work(q <-chan *event.Event) {
 		} else {
 			// The plugin was unloaded with events still queued.
 			o.m.pluginStats(o.name).dropped.Add(1)
-			o.m.logLimited(o.name+"/unloaded", o.m.log, "events dropped: their plugin was unloaded before they were observed", "plugin", o.name)
+			o.m.limiter.Warn(o.m.log, o.name+"/unloaded", "events dropped: their plugin was unloaded before they were observed", "plugin", o.name)
 		}
 		s.release()
 	}

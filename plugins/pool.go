@@ -152,7 +152,7 @@ func (p *pool) replace() {
 			p.put(v)
 			return
 		}
-		p.in.m.logLimited(p.in.cfg.Name+"/reload-vm", p.in.log, "cannot replace a discarded Lua VM; retrying", "pool", p.kind, "err", err, "retry_in", backoff)
+		p.in.m.limiter.Warn(p.in.log, p.in.cfg.Name+"/reload-vm", "cannot replace a discarded Lua VM; retrying", "pool", p.kind, "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
 		case <-p.done:

@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/tidemq/tide/conf"
+	"github.com/tidemq/tide/core/ratelog"
 	"github.com/tidemq/tide/datastore"
 	"github.com/tidemq/tide/plugins/lualib/broker"
 	httpmod "github.com/tidemq/tide/plugins/lualib/http"
 	"github.com/tidemq/tide/plugins/lualib/kv"
 	"github.com/tidemq/tide/plugins/lualib/sink"
-	"github.com/tidemq/tide/scheduler/internal/ratelog"
 	"github.com/tidemq/tide/scheduler/window"
 )
 

@@ -52,6 +52,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tidemq/tide/core/event"
+	"github.com/tidemq/tide/core/ratelog"
 )
 
 // Options configures the admin server; its fields are those of conf.Admin,
@@ -142,7 +143,7 @@ type Admin struct {
 	backup atomic.Pointer[func(io.Writer) (int64, error)]
 
 	authFailures prometheus.Counter
-	limiter      logLimiter
+	limiter      ratelog.Limiter
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -157,11 +158,10 @@ func New(b Broker, opts Options, log *slog.Logger) *Admin {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Admin{
-		b:       b,
-		opts:    opts,
-		log:     log.With("component", "admin"),
-		reg:     prometheus.NewRegistry(),
-		limiter: logLimiter{last: map[string]time.Time{}, n: map[string]uint64{}},
+		b:    b,
+		opts: opts,
+		log:  log.With("component", "admin"),
+		reg:  prometheus.NewRegistry(),
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tide_admin_auth_failures_total",
 			Help: "Admin API requests refused for missing or wrong credentials.",
@@ -302,26 +302,4 @@ func (a *Admin) Shutdown(ctx context.Context) error {
 func isLoopback(addr net.Addr) bool {
 	ta, ok := addr.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
-}
-
-// logLimiter allows one log line per key every ten seconds, counting the
-// events in between.
-type logLimiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-	n    map[string]uint64
-}
-
-func (ll *logLimiter) allow(key string) (uint64, bool) {
-	ll.mu.Lock()
-	defer ll.mu.Unlock()
-	ll.n[key]++
-	now := time.Now()
-	if now.Sub(ll.last[key]) < 10*time.Second {
-		return 0, false
-	}
-	n := ll.n[key]
-	ll.n[key] = 0
-	ll.last[key] = now
-	return n, true
 }

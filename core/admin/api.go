@@ -132,9 +132,9 @@ func (a *Admin) authorized(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	a.authFailures.Inc()
-	if n, log := a.limiter.allow("auth"); log {
+	if log, suppressed := a.limiter.Allow("auth"); log {
 		a.log.Warn("admin API request refused: missing or wrong credentials",
-			"remote", r.RemoteAddr, "path", r.URL.Path, "refused_since_last_log", n)
+			"remote", r.RemoteAddr, "path", r.URL.Path, "refused_since_last_log", suppressed+1)
 	}
 	if o.Token != "" {
 		w.Header().Add("WWW-Authenticate", `Bearer realm="tide"`)
@@ -475,7 +475,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 type promLogger struct{ a *Admin }
 
 func (l promLogger) Println(v ...any) {
-	if n, ok := l.a.limiter.allow("metrics"); ok {
-		l.a.log.Error("metrics collection", "err", fmt.Sprint(v...), "errors_since_last_log", n)
+	if ok, suppressed := l.a.limiter.Allow("metrics"); ok {
+		l.a.log.Error("metrics collection", "err", fmt.Sprint(v...), "errors_since_last_log", suppressed+1)
 	}
 }

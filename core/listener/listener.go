@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/tidemq/tide/conf"
+	"github.com/tidemq/tide/core/ratelog"
 )
 
 // The listener types of conf.Listener.Type.
@@ -101,7 +102,7 @@ type Listener struct {
 	accepted atomic.Uint64
 	rejected map[string]*atomic.Uint64
 	reloads  [2]atomic.Uint64 // ok, failed
-	limiter  logLimiter
+	limiter  ratelog.Limiter  // log lines, keyed by reason
 
 	closeOnce sync.Once
 	descOnce  sync.Once
@@ -125,7 +126,6 @@ func Listen(lc conf.Listener, opts ...Option) (*Listener, error) {
 		cfg:      lc,
 		log:      o.log.With("component", "listener", "listener", name),
 		rejected: map[string]*atomic.Uint64{},
-		limiter:  logLimiter{last: map[string]time.Time{}, n: map[string]uint64{}},
 	}
 	for _, r := range reasons {
 		l.rejected[r] = new(atomic.Uint64)
@@ -391,31 +391,7 @@ func sysName(s string) string {
 // reject counts a refused connection and logs it, rate-limited.
 func (l *Listener) reject(reason, remote string, err error) {
 	l.rejected[reason].Add(1)
-	if n, ok := l.limiter.allow(reason); ok {
-		l.log.Warn("connection refused", "reason", reason, "remote", remote, "err", err, "refused_since_last_log", n)
+	if ok, suppressed := l.limiter.Allow(reason); ok {
+		l.log.Warn("connection refused", "reason", reason, "remote", remote, "err", err, "refused_since_last_log", suppressed+1)
 	}
-}
-
-// logLimiter allows one log line per key every ten seconds and counts the
-// events in between, as the core does for drops.
-type logLimiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-	n    map[string]uint64
-}
-
-// allow counts one event for key and reports whether to log it, with the
-// number of events since the last line (this one included).
-func (ll *logLimiter) allow(key string) (uint64, bool) {
-	ll.mu.Lock()
-	defer ll.mu.Unlock()
-	ll.n[key]++
-	now := time.Now()
-	if now.Sub(ll.last[key]) < 10*time.Second {
-		return 0, false
-	}
-	n := ll.n[key]
-	ll.n[key] = 0
-	ll.last[key] = now
-	return n, true
 }

@@ -326,8 +326,8 @@ func (e *httpErrorLog) Write(p []byte) (int, error) {
 		e.l.reject(ReasonTLSHandshake, remote, errors.New(msg))
 		return len(p), nil
 	}
-	if n, ok := e.l.limiter.allow("http"); ok {
-		e.l.log.Warn("WebSocket HTTP server", "msg", msg, "lines_since_last_log", n)
+	if ok, suppressed := e.l.limiter.Allow("http"); ok {
+		e.l.log.Warn("WebSocket HTTP server", "msg", msg, "lines_since_last_log", suppressed+1)
 	}
 	return len(p), nil
 }

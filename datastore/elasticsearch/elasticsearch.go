@@ -23,11 +23,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	es "github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
+	"github.com/tidemq/tide/core/ratelog"
 	"github.com/tidemq/tide/datastore"
 )
 
@@ -55,7 +55,7 @@ type Sink struct {
 	mu     sync.Mutex // serialises Connect and Close
 	client atomic.Pointer[es.Client]
 
-	warn rateLimiter
+	warn ratelog.Limiter // "records rejected", one line every ten seconds
 }
 
 // New returns a sink named name (the [[sink]] name, used in logs) for opts.
@@ -81,7 +81,6 @@ func newSink(name string, opts *Options, log *slog.Logger) (*Sink, error) {
 	ix, _ := newIndexer(opts.Index, opts.CreateTemplate)
 	s := &Sink{name: name, opts: *opts, ix: ix, log: log}
 	s.opts.Addresses = append([]string(nil), opts.Addresses...)
-	s.warn.every = 10 * time.Second
 	return s, nil
 }
 
@@ -294,9 +293,9 @@ func (s *Sink) Write(ctx context.Context, batch []datastore.Record) error {
 	}
 	sortItems(items)
 	if perm := countPermanent(items); perm > 0 {
-		s.warn.do(func(suppressed int) {
+		if ok, suppressed := s.warn.Allow("records rejected"); ok {
 			s.log.Warn("records rejected", "rejected", perm, "batch", len(batch), "first_reason", firstPermanent(items), "suppressed_warnings", suppressed)
-		})
+		}
 	}
 	return &datastore.PartialError{Items: items}
 }
@@ -483,28 +482,4 @@ func sortItems(items []datastore.ItemError) {
 			items[j], items[j-1] = items[j-1], items[j]
 		}
 	}
-}
-
-// rateLimiter lets a warning through at most once per every, counting the
-// ones it holds back so that the next one says how many were suppressed.
-type rateLimiter struct {
-	every time.Duration
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (r *rateLimiter) do(f func(suppressed int)) {
-	r.mu.Lock()
-	now := time.Now()
-	if !r.last.IsZero() && now.Sub(r.last) < r.every {
-		r.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	f(n)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tidemq/tide/core/ratelog"
 	"github.com/tidemq/tide/datastore"
 )
 
@@ -54,7 +55,7 @@ type Sink struct {
 	mu   sync.Mutex // serialises Connect and Close
 	pool atomic.Pointer[pgxpool.Pool]
 
-	warn rateLimiter
+	warn ratelog.Limiter // "records rejected", one line every ten seconds
 }
 
 // New returns a sink named name (the [[sink]] name, used in logs) for opts.
@@ -93,7 +94,6 @@ func newSink(name string, opts *Options, log *slog.Logger) (*Sink, error) {
 		cfg:   cfg,
 	}
 	s.insertSQL = fmt.Sprintf(insertTemplate, table.Sanitize())
-	s.warn.every = 10 * time.Second
 	return s, nil
 }
 
@@ -439,9 +439,9 @@ func (s *Sink) Write(ctx context.Context, batch []datastore.Record) error {
 		}
 	}
 	if perm > 0 {
-		s.warn.do(func(suppressed int) {
+		if ok, suppressed := s.warn.Allow("records rejected"); ok {
 			s.log.Warn("records rejected", "rejected", perm, "batch", len(batch), "first_reason", firstPermanent(bad), "suppressed_warnings", suppressed)
-		})
+		}
 	}
 	return &datastore.PartialError{Items: sortItems(bad)}
 }
@@ -534,28 +534,4 @@ func (s *Sink) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("postgres sink %q: close: %w", s.name, ctx.Err())
 	}
-}
-
-// rateLimiter lets a warning through at most once per every, counting the
-// ones it holds back so that the next one says how many were suppressed.
-type rateLimiter struct {
-	every time.Duration
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (r *rateLimiter) do(f func(suppressed int)) {
-	r.mu.Lock()
-	now := time.Now()
-	if !r.last.IsZero() && now.Sub(r.last) < r.every {
-		r.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	f(n)
 }

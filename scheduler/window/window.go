@@ -38,8 +38,8 @@ import (
 
 	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core/event"
+	"github.com/tidemq/tide/core/ratelog"
 	"github.com/tidemq/tide/core/topic"
-	"github.com/tidemq/tide/scheduler/internal/ratelog"
 )
 
 // Buckets is the number of buckets of every window.
