@@ -124,7 +124,7 @@ func start(cfgPath string, cfg *conf.Config, log *slog.Logger) (a *app, err erro
 
 	// The live windows take samples from the bus; jobs read them, query the
 	// sinks and publish alerts. Job state lives beside the broker's store.
-	a.windows, err = window.New(cfg.Aggregates, window.Options{Logger: log.With("component", "window")})
+	a.windows, err = window.New(cfg.Aggregates, window.Options{Logger: log})
 	if err != nil {
 		return a, err
 	}
