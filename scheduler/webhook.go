@@ -105,9 +105,10 @@ func (w *webhook) deliver(n queued) {
 			return
 		}
 		if attempt >= w.cfg.Retries {
-			w.failed.Add(1)
+			// Logged before it is counted: whoever sees the count finds the line.
 			w.s.limit.Warn(w.s.log, fmt.Sprintf("webhook-failed-%d", w.idx), "alert webhook failed: notice given up",
-				"url", w.cfg.URL, "alert", n.alert, "attempts", attempt+1, "err", err, "failed_total", w.failed.Load())
+				"url", w.cfg.URL, "alert", n.alert, "attempts", attempt+1, "err", err, "failed_total", w.failed.Load()+1)
+			w.failed.Add(1)
 			return
 		}
 		w.retried.Add(1)
