@@ -376,7 +376,6 @@ func (v *version) loop(pending time.Time) {
 			return
 		}
 		now = s.clock.Now()
-		sl.begin(v, next)
 		n, missed := v.sched.Next(next), uint64(0)
 		for !n.IsZero() && !n.After(now) && missed < maxMissed {
 			missed++
@@ -385,10 +384,7 @@ func (v *version) loop(pending time.Time) {
 		if !n.IsZero() && !n.After(now) {
 			n = v.sched.Next(now)
 		}
-		sl.mu.Lock()
-		sl.status.Skipped += missed
-		sl.status.NextRun = n
-		sl.mu.Unlock()
+		sl.begin(v, next, n, missed)
 		if missed > 0 {
 			sl.log.Warn("job runs skipped: their time passed while the scheduler was not running them (paused, or the clock jumped)",
 				"skipped", missed, "next_run", n)
@@ -397,10 +393,14 @@ func (v *version) loop(pending time.Time) {
 	}
 }
 
-// begin starts a run of v due at scheduled, unless one is in progress.
-func (sl *slot) begin(v *version, scheduled time.Time) {
+// begin starts a run of v due at scheduled, unless one is in progress. The
+// status shows the next due time and the due times missed before the run
+// starts, so that a run's end is never seen with the previous next run.
+func (sl *slot) begin(v *version, scheduled, next time.Time, missed uint64) {
 	sl.mu.Lock()
 	sl.pending = time.Time{}
+	sl.status.Skipped += missed
+	sl.status.NextRun = next
 	if sl.running {
 		sl.status.Skipped++
 		skipped := sl.status.Skipped
