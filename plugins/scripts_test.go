@@ -18,7 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tidemq/tide/conf"
-	"github.com/tidemq/tide/plugins/internal/pgtest"
+	"github.com/tidemq/tide/datastore/postgres/pgtest"
 )
 
 // exampleScript copies ../scripts/<name> into a temporary folder (with the files

@@ -3,15 +3,12 @@ package scheduler
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,7 +18,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core"
@@ -308,51 +304,6 @@ func startBroker(t *testing.T) (*core.Server, string) {
 		_ = srv.Shutdown(ctx)
 	})
 	return srv, addr.String()
-}
-
-// pgSchema creates a PostgreSQL schema of the test's own and returns a DSN
-// that uses it. Without TIDE_TEST_POSTGRES the test is skipped, or fails
-// when TIDE_REQUIRE_SERVICES=1.
-func pgSchema(t *testing.T) string {
-	t.Helper()
-	const envVar = "TIDE_TEST_POSTGRES"
-	base := os.Getenv(envVar)
-	if base == "" {
-		msg := "PostgreSQL tests need " + envVar + ", e.g. " + envVar + "=postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-		if os.Getenv("TIDE_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + " (TIDE_REQUIRE_SERVICES=1)")
-		}
-		t.Skip(msg)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	schema := "tide_test_" + hex.EncodeToString(b)
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", envVar, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", envVar, err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		admin.Close(ctx)
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-		admin.Close(ctx)
-	})
-	return u.String()
 }
 
 // mqttClient is a real MQTT 5 client (paho) that collects what it receives.

@@ -12,6 +12,7 @@ import (
 	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core"
 	"github.com/tidemq/tide/datastore"
+	"github.com/tidemq/tide/datastore/postgres/pgtest"
 	"github.com/tidemq/tide/scheduler/window"
 
 	_ "github.com/tidemq/tide/datastore/postgres"
@@ -172,7 +173,7 @@ func TestRoomTemperatureExample(t *testing.T) {
 // against the real PostgreSQL through the real datastore pipeline: MQTT
 // messages routed to a postgres sink, averaged by SQL.
 func TestRoomTemperatureSQLExample(t *testing.T) {
-	dsn := pgSchema(t)
+	dsn, _ := pgtest.Schema(t)
 	script, _ := filepath.Abs("../scripts/alerts/room_temperature_sql.lua")
 	cfg, err := conf.Parse("tide.toml", fmt.Appendf(nil, `
 [persistence]

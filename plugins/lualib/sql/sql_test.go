@@ -8,7 +8,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
-	"github.com/tidemq/tide/plugins/internal/pgtest"
+	"github.com/tidemq/tide/datastore/postgres/pgtest"
 )
 
 func run(t *testing.T, p *Pools, ctx context.Context, src string, dsn string) string {

@@ -1,4 +1,4 @@
-// Package pgtest gives tests of the plugin runtime a PostgreSQL schema of
+// Package pgtest gives tests (of the plugins, the scheduler) a PostgreSQL schema of
 // their own on the server named by TIDE_TEST_POSTGRES.
 package pgtest
 
