@@ -93,7 +93,7 @@ func New(opts Options, log *slog.Logger) *Server {
 	s := &Server{
 		opts:     opts.withDefaults(),
 		log:      log,
-		bus:      event.NewBus(log.With("component", "events")),
+		bus:      event.NewBus(log),
 		subs:     topic.NewTrie(),
 		retained: topic.NewRetained[*Message](),
 		clients:  map[*client]struct{}{},

@@ -82,7 +82,7 @@ func NewRouter(runners []*Runner, routes []Route, opts RouterOptions) (*Router, 
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	rt := &Router{runners: runners, byName: map[string]int{}, opts: opts, log: opts.Log.With("component", "datastore"),
+	rt := &Router{runners: runners, byName: map[string]int{}, opts: opts, log: opts.Log,
 		stalled: make([]atomic.Uint64, len(runners))}
 	for i, r := range runners {
 		if _, dup := rt.byName[r.Name()]; dup {
