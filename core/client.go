@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tidemq/tide/core/event"
@@ -26,6 +27,17 @@ type client struct {
 
 	reader *packet.Reader
 	out    *outQueue
+	// wmu is held by whoever writes to the socket: the writer for a batch,
+	// or a direct write (see direct.go).
+	wmu sync.Mutex
+	// raw is the socket for raw reads and writes (plain TCP only; see
+	// direct.go), rw and rr their state.
+	raw syscall.RawConn
+	rw  *rawWriter
+	rr  *rawReader
+	// direct: the message being handled may be written to its subscribers
+	// and acknowledged by the reader itself (reader goroutine only).
+	direct bool
 
 	// Set during CONNECT, read-only afterwards.
 	id          string
@@ -70,9 +82,13 @@ func newClient(s *Server, conn net.Conn, ln *listenerState) *client {
 		conn:       conn,
 		ln:         ln,
 		out:        newOutQueue(),
+		raw:        rawConnOf(conn),
 		closed:     make(chan struct{}),
 		writerDone: make(chan struct{}),
 		done:       make(chan struct{}),
+	}
+	if c.raw != nil {
+		c.rr, c.rw = newRawReader(c.raw), newRawWriter(c.raw)
 	}
 	c.reader = packet.NewReader(&deadlineReader{c: c})
 	c.reader.MaxSize = s.opts.MaxPacketSize
@@ -126,13 +142,20 @@ func (c *client) sendDisconnect(code packet.ReasonCode, reason string) {
 }
 
 // sendControl queues a control packet (acks, CONNACK, SUBACK, PINGRESP).
-func (c *client) sendControl(p packet.Packet) {
+func (c *client) sendControl(p packet.Packet) { c.sendControlFrom(p, false) }
+
+// sendControlFrom is sendControl; direct: the caller is the client's reader
+// with no further input buffered, which may write it itself (see sendDirect).
+func (c *client) sendControlFrom(p packet.Packet, direct bool) {
 	var it outItem
 	// Encoding may outgrow ctl on the way (and move), even for a short result.
 	if b := p.Append(it.ctl[:0], c.version); len(b) <= len(it.ctl) {
 		it.ctlLen = uint8(copy(it.ctl[:], b))
 	} else {
 		it.buf = b
+	}
+	if direct && c.sendDirect(&it) {
+		return
 	}
 	c.out.push(it, 0, 0)
 }
@@ -141,12 +164,13 @@ func (c *client) sendControl(p packet.Packet) {
 // this client's protocol level, QoS and retain flag, or nil to encode here.
 // It returns false when the message is larger than the client accepts.
 func (c *client) sendMessage(d delivery, enc []byte, pid uint16) bool {
-	return c.sendMessageFrom(d, enc, pid, nil)
+	return c.sendMessageFrom(d, enc, pid, nil, false)
 }
 
 // sendMessageFrom is sendMessage for a message published by from, which is
-// never made to wait for room in its own queue.
-func (c *client) sendMessageFrom(d delivery, enc []byte, pid uint16, from *client) bool {
+// never made to wait for room in its own queue. direct: the caller is a
+// reader that may write it to the socket itself (see sendDirect).
+func (c *client) sendMessageFrom(d delivery, enc []byte, pid uint16, from *client, direct bool) bool {
 	if enc == nil {
 		enc = encodeDelivery(d, c.version, false, time.Now())
 	}
@@ -162,7 +186,9 @@ func (c *client) sendMessageFrom(d delivery, enc []byte, pid uint16, from *clien
 	if from == c {
 		wait = 0
 	}
-	if !c.out.push(it, c.srv.opts.MaxQueuedQoS0, wait) {
+	if direct && c.sendDirect(&it) {
+		// written, or the connection failed and is closing
+	} else if !c.out.push(it, c.srv.opts.MaxQueuedQoS0, wait) {
 		c.srv.stats.DroppedQoS0Full.Add(1)
 		c.srv.logDrop("client QoS 0 queue full (max_queued_qos0)", c.id, d.msg.Topic)
 		return true
@@ -481,6 +507,9 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 			}
 			c.dlMu.Unlock()
 		}
+	}
+	if c.rr != nil {
+		return c.rr.Read(p)
 	}
 	return c.conn.Read(p)
 }

@@ -9,7 +9,8 @@ import (
 // outItem is one packet waiting to be written. buf may be shared with other
 // clients and is never modified; when pidOff > 0 the writer patches pid in
 // its own copy. Small control packets (acks, PINGRESP) live in ctl instead,
-// so acknowledging allocates nothing.
+// so acknowledging allocates nothing. pidOff == fragment marks the unwritten
+// rest of a packet a direct write began: bytes to write, not a packet.
 type outItem struct {
 	buf    []byte
 	pidOff int32
@@ -18,6 +19,14 @@ type outItem struct {
 	qos    byte
 	ctlLen uint8
 	ctl    [7]byte
+}
+
+// fragment is outItem.pidOff for the rest of a partly written packet.
+const fragment = -1
+
+// isPublish reports whether the item is a whole PUBLISH packet.
+func (it *outItem) isPublish() bool {
+	return it.pidOff != fragment && it.ctlLen == 0 && len(it.buf) > 0 && it.buf[0]>>4 == 3
 }
 
 // bytes returns the packet's encoding.
@@ -194,8 +203,12 @@ func (c *client) writeLoop() {
 			c.flushOnClose()
 			return
 		}
+		// The write lock is taken before the queue: a direct write can
+		// start only on an empty queue, so nothing overtakes a batch.
+		c.wmu.Lock()
 		items := c.out.take(spare)
 		if len(items) == 0 {
+			c.wmu.Unlock()
 			spare = items
 			continue
 		}
@@ -213,7 +226,7 @@ func (c *client) writeLoop() {
 				buf[start+int(it.pidOff)] = byte(it.pid >> 8)
 				buf[start+int(it.pidOff)+1] = byte(it.pid)
 			}
-			if b[0]>>4 == 3 {
+			if it.isPublish() {
 				nmsg++
 				sent[it.qos]++
 			}
@@ -229,6 +242,7 @@ func (c *client) writeLoop() {
 		if ok && len(buf) > 0 {
 			ok = c.write(buf)
 		}
+		c.wmu.Unlock()
 		if cap(buf) <= 256<<10 {
 			*bp = buf[:0]
 			writeBufPool.Put(bp)
@@ -251,7 +265,13 @@ func (c *client) writeLoop() {
 
 func (c *client) write(b []byte) bool {
 	_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	n, err := c.conn.Write(b)
+	var n int
+	var err error
+	if c.rw != nil {
+		n, err = c.rw.Write(b, true) // see direct.go
+	} else {
+		n, err = c.conn.Write(b)
+	}
 	c.srv.stats.BytesSent.Add(uint64(n))
 	if err != nil {
 		c.closeWith(errWrite{err})
@@ -263,14 +283,17 @@ func (c *client) write(b []byte) bool {
 // flushOnClose writes what is queued (a final DISCONNECT, a CONNACK that
 // refuses) with a short deadline before the connection is closed.
 func (c *client) flushOnClose() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	items := c.out.take(nil)
 	var buf []byte
 	for _, it := range items {
-		b := it.bytes()
-		if b[0]>>4 == 3 {
+		if it.isPublish() {
 			continue // messages are not flushed on close; QoS 1/2 stay in the session
 		}
-		buf = append(buf, b...)
+		// Control packets, and the rest of a packet a direct write began
+		// (without it the stream would be cut mid-packet).
+		buf = append(buf, it.bytes()...)
 	}
 	if len(buf) > 0 {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))

@@ -16,7 +16,8 @@ import (
 
 func (c *client) handlePublish(p *packet.Publish) error {
 	s := c.srv
-	s.stats.MessagesReceived.Add(1)
+	received := s.stats.MessagesReceived.Add(1)
+	c.direct = false
 	s.stats.PublishReceived[p.QoS].Add(1)
 	name := p.Topic
 	if c.version == packet.V5 {
@@ -88,6 +89,9 @@ func (c *client) handlePublish(p *packet.Publish) error {
 		Username: c.info.Username,
 		Received: time.Now(),
 	}
+	// Light load, and this reader's input is not backing up: it may write
+	// to subscribers and acknowledge itself (see direct.go).
+	c.direct = c.reader.Buffered() <= maxDirectBuffered && s.load.light(m.Received, received)
 	if c.version == packet.V5 {
 		m.Props = messageProps(&p.Props)
 		if e := p.Props.MessageExpiry; e != nil {
@@ -191,7 +195,8 @@ func (c *client) ackPublishDurable(p *packet.Publish, code packet.ReasonCode, wh
 		}
 	}
 	if ack != nil {
-		c.sendControl(ack)
+		// On the reader: unless under load, answer at once.
+		c.sendControlFrom(ack, c.direct)
 	}
 }
 
@@ -287,8 +292,10 @@ type router struct {
 	targets  []target
 	idx      map[string]int
 	msg      *Message
-	now      time.Time
-	enc      [2][3][2][]byte // [v5][qos][retain]
+	// direct: the publisher's reader may write to subscribers itself.
+	direct bool
+	now    time.Time
+	enc    [2][3][2][]byte // [v5][qos][retain]
 }
 
 type target struct {
@@ -304,6 +311,7 @@ func (r *router) reset() {
 	clear(r.idx)
 	r.msg = nil
 	r.from = nil
+	r.direct = false
 	clear(r.ops)
 	r.ops = r.ops[:0]
 	clear(r.deferred)
@@ -349,6 +357,9 @@ func (r *router) route(s *Server, m *Message, from *client) int {
 		}
 		r.targets = append(r.targets, t)
 	}
+	// A reader with much input buffered is under load: queueing batches
+	// better than writing each message; so does a large fan-out.
+	r.direct = from != nil && len(r.targets)+len(r.m.Groups) <= maxDirectFanOut && from.direct
 	n := 0
 	for i := range r.targets {
 		if r.deliverTo(s, &r.targets[i]) {

@@ -43,6 +43,7 @@ type Server struct {
 	clients   map[*client]struct{}
 
 	stats   Stats
+	load    loadMeter // light or heavy, for direct writes
 	started time.Time
 
 	ctx       context.Context

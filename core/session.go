@@ -203,8 +203,9 @@ func (ss *session) deliverRouted(d delivery, r *router) { ss.deliver(d, r, true)
 func (ss *session) deliver(d delivery, r *router, window bool) {
 	srv := ss.srv
 	var from *client
+	direct := false
 	if r != nil {
-		from = r.from
+		from, direct = r.from, r.direct
 	}
 	if d.qos == 0 {
 		ss.mu.Lock()
@@ -228,7 +229,7 @@ func (ss *session) deliver(d delivery, r *router, window bool) {
 		if r != nil {
 			enc = r.encoding(d, c.version)
 		}
-		c.sendMessageFrom(d, enc, 0, from)
+		c.sendMessageFrom(d, enc, 0, from, direct)
 		return
 	}
 	ss.mu.Lock()
@@ -247,7 +248,7 @@ func (ss *session) deliver(d delivery, r *router, window bool) {
 	if r != nil {
 		enc = r.encoding(d, c.version)
 	}
-	ss.sendInflight(c, d, enc)
+	ss.sendInflight(c, d, enc, direct)
 }
 
 // waitRoom makes the publisher wait while the queue of an online session
@@ -315,7 +316,7 @@ func (ss *session) roomMade() {
 // QoS 2 message is written with its packet identifier before it leaves:
 // after a crash the broker must resend it with the same identifier, or a
 // client that already has it would take it for a new message. Caller holds ss.mu.
-func (ss *session) sendInflight(c *client, d delivery, enc []byte) {
+func (ss *session) sendInflight(c *client, d delivery, enc []byte, direct bool) {
 	if enc == nil {
 		enc = encodeDelivery(d, c.version, false, time.Now())
 	}
@@ -342,7 +343,7 @@ func (ss *session) sendInflight(c *client, d delivery, enc []byte) {
 		ss.deferred = append(ss.deferred, func() { c.sendMessage(d, enc, pid) })
 		return
 	}
-	c.sendMessage(d, enc, pid)
+	c.sendMessageFrom(d, enc, pid, nil, direct)
 }
 
 // fill moves queued messages into the in-flight window, reading the next
@@ -375,7 +376,7 @@ func (ss *session) fill() {
 			}
 			continue
 		}
-		ss.sendInflight(c, d, nil)
+		ss.sendInflight(c, d, nil, false)
 	}
 	ss.roomMade()
 	ss.compactOrder()

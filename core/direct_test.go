@@ -1,0 +1,84 @@
+package core_test
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemq/tide/core"
+	"github.com/tidemq/tide/core/packet"
+)
+
+// At light load publishers' readers write to the subscriber themselves
+// (direct writes) while the subscriber's writer takes over whenever a
+// backlog forms: the subscriber gets every message once, in each
+// publisher's order, and every publisher its acknowledgements.
+func TestLightLoadDeliversInOrder(t *testing.T) {
+	s, addr := startServer(t, core.Options{})
+	sub := rawConnected(t, addr, packet.V311, uid("sub"))
+	subscribeRaw(t, sub, "ll/#", 1)
+
+	const pubs, n = 4, 300
+	errs := make(chan error, pubs)
+	for k := range pubs {
+		pub := rawConnected(t, addr, packet.V311, uid("pub"))
+		qos := byte(k % 2)
+		go func() {
+			for i := range n {
+				p := &packet.Publish{Topic: fmt.Sprintf("ll/%d", k), QoS: qos, Payload: []byte(fmt.Sprintf("%d:%d", k, i))}
+				if qos == 1 {
+					p.PacketID = uint16(i + 1)
+				}
+				if _, err := pub.conn.Write(packet.Encode(p, packet.V311)); err != nil {
+					errs <- err
+					return
+				}
+				if qos == 0 {
+					time.Sleep(100 * time.Microsecond)
+					continue
+				}
+				got, err := pub.next(5 * time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("publisher %d, message %d: %v", k, i, err)
+					return
+				}
+				if a, ok := got.(*packet.Ack); !ok || a.Kind != packet.PUBACK || a.PacketID != p.PacketID {
+					errs <- fmt.Errorf("publisher %d, message %d: got %+v, want PUBACK %d", k, i, got, p.PacketID)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+
+	next := make([]int, pubs)
+	for range pubs * n {
+		m := expect[*packet.Publish](sub)
+		if m.QoS == 1 {
+			sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
+		}
+		k, i, ok := strings.Cut(string(m.Payload), ":")
+		pk, _ := strconv.Atoi(k)
+		pi, _ := strconv.Atoi(i)
+		if !ok || pk < 0 || pk >= pubs {
+			t.Fatalf("unexpected payload %q", m.Payload)
+		}
+		if pi != next[pk] {
+			t.Fatalf("publisher %d: got message %d, want %d", pk, pi, next[pk])
+		}
+		next[pk]++
+	}
+	for range pubs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, err := sub.next(100 * time.Millisecond); err == nil {
+		t.Fatalf("extra packet %+v", p)
+	}
+	if st := s.Stats(); st.MessagesSent < pubs*n {
+		t.Errorf("messages sent %d, want at least %d", st.MessagesSent, pubs*n)
+	}
+}
