@@ -185,13 +185,17 @@ func (c *client) sendDirect(it *outItem) bool {
 	}
 	q.mu.Unlock()
 	defer c.wmu.Unlock()
-	b := it.bytes()
+	// Copied, not sliced, from a control packet's inline bytes: slicing
+	// them would move every caller's item to the heap.
+	b := it.buf
 	var bp *[]byte
-	if it.pidOff > 0 {
+	if it.ctlLen > 0 || it.pidOff > 0 {
 		bp = writeBufPool.Get().(*[]byte)
-		b = append((*bp)[:0], b...)
-		b[it.pidOff] = byte(it.pid >> 8)
-		b[it.pidOff+1] = byte(it.pid)
+		b = append((*bp)[:0], it.bytes()...)
+		if it.pidOff > 0 {
+			b[it.pidOff] = byte(it.pid >> 8)
+			b[it.pidOff+1] = byte(it.pid)
+		}
 	}
 	n, err := c.rw.Write(b, false)
 	if n == 0 && !c.rw.called && isTimeout(err) {
