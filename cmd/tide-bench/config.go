@@ -112,7 +112,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	fs.StringVar(&c.host, "host", "127.0.0.1:1883", "broker `host:port` to measure (A)")
 	fs.StringVar(&c.label, "label", "", "name of the --host broker in reports (default: its address)")
-	fs.StringVar(&c.compare, "compare", "", "second broker `host:port` (B): run the same scenario on both, interleaved A B A B")
+	fs.StringVar(&c.compare, "compare", "", "second broker `host:port` (B): run the same scenario on both, interleaved A B B A A B ...")
 	fs.StringVar(&c.compareLabel, "compare-label", "", "name of the --compare broker in reports")
 	fs.IntVar(&c.pid, "pid", 0, "`pid` of the --host broker: sample its CPU (/proc/<pid>/stat) and RSS (/proc/<pid>/status)")
 	fs.IntVar(&c.comparePID, "compare-pid", 0, "`pid` of the --compare broker")

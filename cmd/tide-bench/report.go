@@ -387,7 +387,7 @@ func writeSummary(w io.Writer, c *config, runs []*result, rows []summaryRow) {
 	}
 	fmt.Fprintln(w)
 	if c.compare != "" {
-		fmt.Fprintf(w, "%s: A = %s (%s), B = %s (%s); medians of %d runs each, interleaved A B A B\n",
+		fmt.Fprintf(w, "%s: A = %s (%s), B = %s (%s); medians of %d runs each, interleaved A B B A\n",
 			c.scenario, c.label, c.host, c.compareLabel, c.compare, n)
 	} else {
 		fmt.Fprintf(w, "%s: %s (%s); medians of %d runs\n", c.scenario, c.label, c.host, n)
