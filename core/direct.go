@@ -96,6 +96,10 @@ func (w *rawWriter) write(fd uintptr) bool {
 		n, e := rawWrite(fd, w.b[w.n:])
 		switch e {
 		case 0:
+			if n <= 0 { // write(2) takes something or fails; never spin
+				w.err = io.ErrShortWrite
+				return true
+			}
 			w.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -160,6 +164,9 @@ func (r *rawReader) read(fd uintptr) bool {
 
 // Read reads into p, waiting in the poller while nothing is there.
 func (r *rawReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	r.b, r.n, r.err = p, 0, nil
 	err := r.raw.Read(r.fn)
 	r.b = nil
