@@ -145,7 +145,7 @@ func (c *client) sendDisconnect(code packet.ReasonCode, reason string) {
 func (c *client) sendControl(p packet.Packet) { c.sendControlFrom(p, false) }
 
 // sendControlFrom is sendControl; direct: the caller is the client's reader
-// with no further input buffered, which may write it itself (see sendDirect).
+// at light load, which may write it itself (see direct.go).
 func (c *client) sendControlFrom(p packet.Packet, direct bool) {
 	var it outItem
 	// Encoding may outgrow ctl on the way (and move), even for a short result.

@@ -20,7 +20,8 @@ import (
 // short write) goes to the queue, ahead of anything queued meanwhile, and
 // the writer finishes it. Only plain TCP connections are written this way
 // (TLS and WebSocket framing belong to their writer), only from a reader
-// whose input is not backing up (under load, queueing batches writes), and
+// whose input is not backing up while the broker as a whole is lightly
+// loaded (under load, queueing batches writes: see loadMeter), and
 // only for messages with few subscribers (fan-out is left to the
 // subscribers' writers, in parallel and batched). The acknowledgement of a
 // publish goes the same way to the publisher.
