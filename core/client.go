@@ -92,6 +92,8 @@ func newClient(s *Server, conn net.Conn, ln *listenerState) *client {
 	}
 	c.reader = packet.NewReader(&deadlineReader{c: c})
 	c.reader.MaxSize = s.opts.MaxPacketSize
+	// handle keeps no *Publish or *Ack beyond the call.
+	c.reader.Reuse = true
 	c.log = s.log.With("remote", conn.RemoteAddr().String(), "listener", ln.opts.Name)
 	return c
 }
@@ -154,10 +156,31 @@ func (c *client) sendControlFrom(p packet.Packet, direct bool) {
 	} else {
 		it.buf = b
 	}
-	if direct && c.sendDirect(&it) {
+	c.sendItem(&it, direct)
+}
+
+// sendAck is sendControlFrom for an acknowledgement, which goes out once per
+// QoS 1 and 2 message. Encoding through the concrete type lets a, the
+// encoding and the item stay on the stack (no allocation per message).
+func (c *client) sendAck(a *packet.Ack, direct bool) {
+	var enc [16]byte
+	b := a.Append(enc[:0], c.version)
+	var it outItem
+	if len(b) <= len(it.ctl) {
+		it.ctlLen = uint8(copy(it.ctl[:], b))
+	} else {
+		// An MQTT 5 ack with properties: the copy keeps enc off the heap.
+		it.buf = append([]byte(nil), b...)
+	}
+	c.sendItem(&it, direct)
+}
+
+// sendItem writes it directly when allowed and possible, or queues it.
+func (c *client) sendItem(it *outItem, direct bool) {
+	if direct && c.sendDirect(it) {
 		return
 	}
-	c.out.push(it, 0, 0)
+	c.out.push(*it, 0, 0)
 }
 
 // sendMessage queues a PUBLISH for delivery d. enc is a shared encoding for
@@ -425,21 +448,22 @@ func (c *client) handle(p packet.Packet) error {
 func (c *client) handleAck(a *packet.Ack) error {
 	switch a.Kind {
 	case packet.PUBREL:
-		ack := &packet.Ack{Kind: packet.PUBCOMP, PacketID: a.PacketID}
+		ack := packet.Ack{Kind: packet.PUBCOMP, PacketID: a.PacketID}
 		if !c.sess.releaseInbound(a.PacketID) {
 			ack.ReasonCode = packet.PacketIdentifierNotFound
 		} else if s := c.srv; s.syncAlways {
 			// PUBCOMP once the id is forgotten on disk too: otherwise, after a
 			// crash, a new message reusing the id would pass for a resend.
-			s.journal.AfterCommit(func() { c.sendControl(ack) })
+			later := ack
+			s.journal.AfterCommit(func() { c.sendAck(&later, false) })
 			return nil
 		}
-		c.sendControl(ack)
+		c.sendAck(&ack, false)
 		return nil
 	default:
 		if !c.sess.acked(a.Kind, a.PacketID, a.ReasonCode) {
 			if a.Kind == packet.PUBREC {
-				c.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: a.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
+				c.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: a.PacketID, ReasonCode: packet.PacketIdentifierNotFound}, false)
 			}
 			// An unknown PUBACK/PUBCOMP (e.g. after a session was cleared) is ignored.
 		}

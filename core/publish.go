@@ -65,7 +65,7 @@ func (c *client) handlePublish(p *packet.Publish) error {
 		sess.mu.Unlock()
 		if dup {
 			// Already received and routed: acknowledge again, deliver nothing [MQTT-4.3.3-?].
-			c.sendControl(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+			c.sendAck(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, false)
 			return nil
 		}
 		if c.version == packet.V5 && n >= s.opts.ReceiveMaximum { // [MQTT-3.3.4-9]
@@ -167,12 +167,15 @@ func (c *client) ackPublishDurable(p *packet.Publish, code packet.ReasonCode, wh
 	if c.version != packet.V5 {
 		code = packet.Success
 	}
-	var ack *packet.Ack
-	if p.QoS > 0 {
-		ack = &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code}
-		if code.IsError() && !c.noProblemInfo { // [MQTT-3.1.2-29]
-			ack.Props.ReasonString = why
+	if p.QoS == 0 {
+		if len(ops) > 0 && s.journal != nil {
+			s.journal.Submit(ops...)
 		}
+		return
+	}
+	ack := packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code}
+	if code.IsError() && !c.noProblemInfo { // [MQTT-3.1.2-29]
+		ack.Props.ReasonString = why
 	}
 	if p.QoS == 2 {
 		ack.Kind = packet.PUBREC
@@ -189,15 +192,14 @@ func (c *client) ackPublishDurable(p *packet.Publish, code packet.ReasonCode, wh
 	}
 	if len(ops) > 0 && s.journal != nil {
 		s.journal.Submit(ops...)
-		if ack != nil && s.syncAlways {
-			s.journal.AfterCommit(func() { c.sendControl(ack) })
+		if s.syncAlways {
+			later := ack
+			s.journal.AfterCommit(func() { c.sendAck(&later, false) })
 			return
 		}
 	}
-	if ack != nil {
-		// On the reader: unless under load, answer at once.
-		c.sendControlFrom(ack, c.direct)
-	}
+	// On the reader: unless under load, answer at once.
+	c.sendAck(&ack, c.direct)
 }
 
 // ErrInvalidTopic is returned by Publish for a topic that is not a valid

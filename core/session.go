@@ -431,18 +431,18 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (
 					// that already completed the exchange.
 					ss.flushOps(nil)
 					conn := c
-					ss.srv.journal.AfterCommit(func() { conn.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}) })
+					ss.srv.journal.AfterCommit(func() { conn.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}, false) })
 					c = nil
 				}
 			}
 			if c != nil {
-				c.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+				c.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}, false)
 			}
 		}
 	case kind == packet.PUBREC && m.qos == 2 && m.state == waitComp:
 		// A duplicate PUBREC: answer again.
 		if ss.conn != nil {
-			ss.conn.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+			ss.conn.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}, false)
 		}
 		return true
 	case kind == packet.PUBCOMP && m.state == waitComp:
@@ -468,7 +468,7 @@ func (ss *session) resume(c *client) {
 			continue
 		}
 		if m.state == waitComp {
-			c.sendControl(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+			c.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}, false)
 			ss.inflightOrder = append(ss.inflightOrder, pid)
 			continue
 		}

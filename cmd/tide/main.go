@@ -55,6 +55,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfgPath, "c", "", "configuration file (default: the built-in conf/tide.toml)")
 	fs.StringVar(&cfgPath, "config", "", "configuration file (same as -c)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the broker to this file until it stops")
+	allocProfile := fs.String("allocprofile", "", "record every allocation and write the allocation profile to this file when the broker stops (slow: for finding allocations, not for measuring speed)")
 	var jf jobsFlags
 	if cmd == "jobs" {
 		fs.StringVar(&jf.admin, "admin", "", "admin API address (default: [admin] address of the config)")
@@ -117,6 +118,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			defer pprof.StopCPUProfile()
 		}
+		if *allocProfile != "" {
+			runtime.MemProfileRate = 1
+			defer func() {
+				if err := writeAllocProfile(*allocProfile); err != nil {
+					fmt.Fprintln(stderr, "tide:", err)
+				}
+			}()
+		}
 		if err := serve(cfgPath, cfg, stderr); err != nil {
 			fmt.Fprintln(stderr, "tide:", err)
 			return 1
@@ -126,6 +135,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tide: unknown command %q (commands: serve, check, jobs, passwd, version)\n", cmd)
 		return 2
 	}
+}
+
+// writeAllocProfile writes the allocations recorded since start to path.
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC() // the profile holds what the last collection saw
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func loadConfig(path string) (*conf.Config, error) {

@@ -5,6 +5,12 @@ package packet
 // since it carries the level. Byte slices in the result (payloads,
 // passwords, will payloads) alias body.
 func Decode(header byte, body []byte, v byte) (Packet, error) {
+	return decodeInto(header, body, v, nil, nil)
+}
+
+// decodeInto is Decode; a PUBLISH is decoded into pub and an acknowledgement
+// into ack when they are not nil, instead of into new values.
+func decodeInto(header byte, body []byte, v byte, pub *Publish, ack *Ack) (Packet, error) {
 	t := Type(header >> 4)
 	flags := header & 0x0F
 	switch t {
@@ -34,9 +40,15 @@ func Decode(header byte, body []byte, v byte) (Packet, error) {
 	case CONNACK:
 		p = d.connack(v)
 	case PUBLISH:
-		p = d.publish(header, v)
+		if pub == nil {
+			pub = new(Publish)
+		}
+		p = d.publish(pub, header, v)
 	case PUBACK, PUBREC, PUBREL, PUBCOMP:
-		p = d.ack(t, v)
+		if ack == nil {
+			ack = new(Ack)
+		}
+		p = d.ack(ack, t, v)
 	case SUBSCRIBE:
 		p = d.subscribe(v)
 	case SUBACK:
@@ -194,8 +206,8 @@ func connackFromV3(code byte) ReasonCode {
 	}
 }
 
-func (d *decoder) publish(header byte, v byte) *Publish {
-	p := &Publish{
+func (d *decoder) publish(p *Publish, header byte, v byte) *Publish {
+	*p = Publish{
 		Dup:    header&0x08 != 0,
 		QoS:    (header >> 1) & 3,
 		Retain: header&0x01 != 0,
@@ -226,8 +238,8 @@ func (d *decoder) publish(header byte, v byte) *Publish {
 	return p
 }
 
-func (d *decoder) ack(t Type, v byte) *Ack {
-	a := &Ack{Kind: t, PacketID: d.uint16("packet identifier")}
+func (d *decoder) ack(a *Ack, t Type, v byte) *Ack {
+	*a = Ack{Kind: t, PacketID: d.uint16("packet identifier")}
 	if d.err == nil && a.PacketID == 0 {
 		d.fail(ProtocolError, "%s: packet identifier 0", t)
 	}

@@ -207,6 +207,95 @@ func TestReaderBufferShrinksWhenQuiet(t *testing.T) {
 	}
 }
 
+// With Reuse, PUBLISH and acknowledgements decode into the Reader's own
+// values: each read leaves nothing of the packet before it, the payload and
+// properties stay valid after the next read, and an acknowledgement costs
+// no allocation.
+func TestReaderReuse(t *testing.T) {
+	one := uint32(60)
+	in := []Packet{
+		&Publish{Topic: "a/b", QoS: 1, PacketID: 7, Dup: true, Retain: true, Payload: []byte("first"),
+			Props: Properties{MessageExpiry: &one, ContentType: "text/plain", User: []UserProperty{{Key: "k", Value: "v"}}}},
+		&Publish{Topic: "c", Payload: []byte("second")},
+		&Ack{Kind: PUBACK, PacketID: 9, ReasonCode: NoMatchingSubscribers, Props: Properties{ReasonString: "none"}},
+		&Ack{Kind: PUBREL, PacketID: 10},
+		&Subscribe{PacketID: 3, Subs: []SubOption{{Filter: "x/#", QoS: 1}}},
+		&Ack{Kind: PUBCOMP, PacketID: 11},
+	}
+	var stream []byte
+	for _, p := range in {
+		stream = append(stream, Encode(p, V5)...)
+	}
+	r := NewReader(bytes.NewReader(stream))
+	r.Version = V5
+	r.Reuse = true
+	var got []Packet
+	var firstPayload []byte
+	var firstUser []UserProperty
+	for range in {
+		p, _, err := r.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pub, ok := p.(*Publish); ok && firstPayload == nil {
+			firstPayload, firstUser = pub.Payload, pub.Props.User
+		}
+		// Compare as read, before the next read overwrites it.
+		got = append(got, normalize(clonePacket(p)))
+	}
+	for i := range in {
+		if !reflect.DeepEqual(got[i], normalize(in[i])) {
+			t.Errorf("packet %d: got %+v, want %+v", i, got[i], in[i])
+		}
+	}
+	if string(firstPayload) != "first" || len(firstUser) != 1 || firstUser[0].Value != "v" {
+		t.Errorf("first PUBLISH's payload %q and user properties %v changed by later reads", firstPayload, firstUser)
+	}
+
+	ack := Encode(&Ack{Kind: PUBACK, PacketID: 1}, V311)
+	src := &repeatReader{b: ack}
+	r = NewReader(src)
+	r.Version = V311
+	r.Reuse = true
+	if _, _, err := r.ReadPacket(); err != nil { // allocates the scratch values once
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, _, err := r.ReadPacket(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("reading a PUBACK with Reuse: %.0f allocations, want 0", n)
+	}
+}
+
+// clonePacket copies the top-level value of a reused packet.
+func clonePacket(p Packet) Packet {
+	switch x := p.(type) {
+	case *Publish:
+		c := *x
+		return &c
+	case *Ack:
+		c := *x
+		return &c
+	}
+	return p
+}
+
+// repeatReader returns b over and over.
+type repeatReader struct{ b []byte }
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n+len(r.b) <= len(p) {
+		n += copy(p[n:], r.b)
+	}
+	if n == 0 {
+		return 0, io.ErrShortBuffer
+	}
+	return n, nil
+}
+
 func TestPacketIDOffset(t *testing.T) {
 	for _, v := range []byte{V311, V5} {
 		p := &Publish{QoS: 1, Topic: "some/topic", PacketID: 0x1234, Payload: make([]byte, 300), Props: Properties{ContentType: "x"}}

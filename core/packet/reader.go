@@ -21,7 +21,21 @@ type Reader struct {
 	MaxSize int
 	// Version is the protocol level used to decode; CONNECT sets it.
 	Version byte
+	// Reuse makes ReadPacket decode PUBLISH and the four acknowledgements
+	// into values the Reader owns and overwrites on its next call, instead
+	// of allocating one per packet. Set it only when no caller keeps the
+	// *Publish or *Ack (their topic, payload and properties are fresh
+	// allocations and may be kept).
+	Reuse   bool
 	lastN   int
+	scratch *scratch
+}
+
+// scratch holds the packets a Reader with Reuse decodes into. It is
+// allocated on the first such packet, so idle connections do not pay for it.
+type scratch struct {
+	pub Publish
+	ack Ack
 }
 
 // NewReader returns a Reader on src.
@@ -91,7 +105,15 @@ func (r *Reader) ReadPacket() (Packet, int, error) {
 	if err != nil {
 		return nil, size, err
 	}
-	p, err := Decode(header, body, r.Version)
+	var p Packet
+	if t := Type(header >> 4); r.Reuse && t >= PUBLISH && t <= PUBCOMP {
+		if r.scratch == nil {
+			r.scratch = new(scratch)
+		}
+		p, err = decodeInto(header, body, r.Version, &r.scratch.pub, &r.scratch.ack)
+	} else {
+		p, err = Decode(header, body, r.Version)
+	}
 	if err != nil {
 		return nil, size, err
 	}
