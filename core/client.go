@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidemq/tide/core/event"
 	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/rawio"
 )
 
 // client is one network connection. Its reader goroutine (serve) decodes and
@@ -33,8 +34,8 @@ type client struct {
 	// raw is the socket for raw reads and writes (plain TCP only; see
 	// direct.go), rw and rr their state.
 	raw syscall.RawConn
-	rw  *rawWriter
-	rr  *rawReader
+	rw  *rawio.Writer
+	rr  *rawio.Reader
 	// direct: the message being handled may be written to its subscribers
 	// and acknowledged by the reader itself (reader goroutine only).
 	direct bool
@@ -82,13 +83,13 @@ func newClient(s *Server, conn net.Conn, ln *listenerState) *client {
 		conn:       conn,
 		ln:         ln,
 		out:        newOutQueue(),
-		raw:        rawConnOf(conn),
+		raw:        rawio.Of(conn),
 		closed:     make(chan struct{}),
 		writerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
 	if c.raw != nil {
-		c.rr, c.rw = newRawReader(c.raw), newRawWriter(c.raw)
+		c.rr, c.rw = rawio.NewReader(c.raw, nil), rawio.NewWriter(c.raw)
 	}
 	c.reader = packet.NewReader(&deadlineReader{c: c})
 	c.reader.MaxSize = s.opts.MaxPacketSize

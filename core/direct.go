@@ -1,11 +1,8 @@
 package core
 
 import (
-	"io"
-	"os"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -26,10 +23,10 @@ import (
 // subscribers' writers, in parallel and batched). The acknowledgement of a
 // publish goes the same way to the publisher.
 //
-// Plain TCP connections are also read with raw system calls through the
-// poller: a non-blocking read cannot block, and the scheduler's bookkeeping
-// for a system call woke Go's monitor thread for every packet of a broker
-// idle between messages (a fifth of its CPU time at 2,000 msg/s).
+// Plain TCP connections are read and written with raw system calls through
+// the poller (package rawio): the scheduler's bookkeeping for an ordinary
+// system call woke Go's monitor thread for every packet of a broker idle
+// between messages (a fifth of its CPU time at 2,000 msg/s).
 
 // maxDirectBuffered is the most input a reader may have read but not yet
 // handled and still write directly: a few packets that arrived together,
@@ -70,113 +67,6 @@ func (m *loadMeter) light(now time.Time, received uint64) bool {
 // publisher's reader to write it to them directly.
 const maxDirectFanOut = 4
 
-// rawWriter writes a plain TCP socket with raw system calls (see rawWrite)
-// for direct writes (never waiting) and for the writer goroutine (waiting
-// in the poller, which honours the write deadline). Whoever holds the
-// client's wmu uses it; its method value is made once so that a write
-// allocates nothing.
-type rawWriter struct {
-	raw    syscall.RawConn
-	fn     func(fd uintptr) bool
-	b      []byte
-	n      int
-	err    error
-	wait   bool
-	called bool
-}
-
-func newRawWriter(raw syscall.RawConn) *rawWriter {
-	w := &rawWriter{raw: raw}
-	w.fn = w.write
-	return w
-}
-
-func (w *rawWriter) write(fd uintptr) bool {
-	w.called = true
-	for w.n < len(w.b) {
-		n, e := rawWrite(fd, w.b[w.n:])
-		switch e {
-		case 0:
-			if n <= 0 { // write(2) takes something or fails; never spin
-				w.err = io.ErrShortWrite
-				return true
-			}
-			w.n += n
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return !w.wait
-		default:
-			w.err = os.NewSyscallError("write", e)
-			return true
-		}
-	}
-	return true
-}
-
-// Write writes b, all of it unless wait is false, and returns how much was
-// written: with wait false it stops at the first EAGAIN.
-func (w *rawWriter) Write(b []byte, wait bool) (int, error) {
-	w.b, w.n, w.err, w.wait, w.called = b, 0, nil, wait, false
-	err := w.raw.Write(w.fn)
-	n := w.n
-	if err == nil {
-		err = w.err
-	}
-	w.b = nil
-	return n, err
-}
-
-// rawReader reads a plain TCP socket with raw system calls through the
-// poller (see rawRead), for the client's reader goroutine.
-type rawReader struct {
-	raw syscall.RawConn
-	fn  func(fd uintptr) bool
-	b   []byte
-	n   int
-	err error
-}
-
-func newRawReader(raw syscall.RawConn) *rawReader {
-	r := &rawReader{raw: raw}
-	r.fn = r.read
-	return r
-}
-
-func (r *rawReader) read(fd uintptr) bool {
-	for {
-		n, e := rawRead(fd, r.b)
-		switch e {
-		case 0:
-			r.n = n
-			if n == 0 {
-				r.err = io.EOF
-			}
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false // wait for the poller, which honours the deadline
-		default:
-			r.err = os.NewSyscallError("read", e)
-			return true
-		}
-	}
-}
-
-// Read reads into p, waiting in the poller while nothing is there.
-func (r *rawReader) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	r.b, r.n, r.err = p, 0, nil
-	err := r.raw.Read(r.fn)
-	r.b = nil
-	if err != nil {
-		return r.n, err
-	}
-	return r.n, r.err
-}
-
 // sendDirect writes it at once from the calling goroutine when nothing is
 // queued and nobody is writing. It reports false when it must be queued
 // instead (the connection is not plain TCP, is closing, has a backlog, or
@@ -205,11 +95,11 @@ func (c *client) sendDirect(it *outItem) bool {
 			b[it.pidOff+1] = byte(it.pid)
 		}
 	}
-	n, err := c.rw.Write(b, false)
-	if n == 0 && !c.rw.called && isTimeout(err) {
+	n, err := c.rw.TryWrite(b)
+	if n == 0 && !c.rw.Reached() && isTimeout(err) {
 		// The write deadline of the writer's last batch has passed: renew it.
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-		n, err = c.rw.Write(b, false)
+		n, err = c.rw.TryWrite(b)
 	}
 	s := c.srv
 	s.stats.BytesSent.Add(uint64(n))

@@ -268,7 +268,7 @@ func (c *client) write(b []byte) bool {
 	var n int
 	var err error
 	if c.rw != nil {
-		n, err = c.rw.Write(b, true) // see direct.go
+		n, err = c.rw.Write(b) // see direct.go
 	} else {
 		n, err = c.conn.Write(b)
 	}

@@ -206,6 +206,8 @@ func metricsFor(scenario string) []metric {
 			{"publish rate", "msg/s", always(func(r *result) float64 { return r.PublishRate })},
 			{"lost", "%", always(func(r *result) float64 { return r.LossPct })},
 			{"latency p50", "ms", lat(func(l *latencySummary) float64 { return l.P50 / 1e3 })},
+			{"latency p90", "ms", lat(func(l *latencySummary) float64 { return l.P90 / 1e3 })},
+			{"latency p95", "ms", lat(func(l *latencySummary) float64 { return l.P95 / 1e3 })},
 			{"latency p99", "ms", lat(func(l *latencySummary) float64 { return l.P99 / 1e3 })},
 			{"latency p99.9", "ms", lat(func(l *latencySummary) float64 { return l.P999 / 1e3 })},
 			{"latency max", "ms", lat(func(l *latencySummary) float64 { return l.Max / 1e3 })},
@@ -342,8 +344,8 @@ func writeRun(w io.Writer, c *config, r *result) {
 		row("lost", "%s", lost)
 		row("duplicates", "%d (forbidden: %d)   out of order %d   unexpected %d", r.Duplicates, r.BadDuplicates, r.OutOfOrder, r.Unexpected)
 		if l := r.Latency; l != nil {
-			row("latency", "p50 %s  p99 %s  p99.9 %s  max %s  (mean %s, %d samples)",
-				fmtUs(l.P50), fmtUs(l.P99), fmtUs(l.P999), fmtUs(l.Max), fmtUs(l.Mean), l.Count)
+			row("latency", "p50 %s  p90 %s  p95 %s  p99 %s  p99.9 %s  max %s  (mean %s, %d samples)",
+				fmtUs(l.P50), fmtUs(l.P90), fmtUs(l.P95), fmtUs(l.P99), fmtUs(l.P999), fmtUs(l.Max), fmtUs(l.Mean), l.Count)
 		}
 		if r.Rate > 0 {
 			row("pacing", "worst send %s behind schedule, %d sends more than 1 ms late", fmtUs(r.SendLagMaxUs), r.LateSends)

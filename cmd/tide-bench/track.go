@@ -138,6 +138,8 @@ func (l *latency) summary() *latencySummary {
 	return &latencySummary{
 		Count: l.h.TotalCount(),
 		P50:   us(l.h.ValueAtQuantile(50)),
+		P90:   us(l.h.ValueAtQuantile(90)),
+		P95:   us(l.h.ValueAtQuantile(95)),
 		P99:   us(l.h.ValueAtQuantile(99)),
 		P999:  us(l.h.ValueAtQuantile(99.9)),
 		Max:   us(l.h.Max()),
@@ -149,6 +151,8 @@ func (l *latency) summary() *latencySummary {
 type latencySummary struct {
 	Count int64   `json:"count"`
 	P50   float64 `json:"p50_us"`
+	P90   float64 `json:"p90_us"`
+	P95   float64 `json:"p95_us"`
 	P99   float64 `json:"p99_us"`
 	P999  float64 `json:"p999_us"`
 	Max   float64 `json:"max_us"`

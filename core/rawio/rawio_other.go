@@ -1,14 +1,11 @@
 //go:build !linux
 
-package core
+package rawio
 
-import (
-	"net"
-	"syscall"
-)
+import "syscall"
 
-// rawConnOf returns nil: direct reads and writes are made on Linux only.
-func rawConnOf(net.Conn) syscall.RawConn { return nil }
+// supported is false: Of returns nil, so these are never called.
+const supported = false
 
 func rawWrite(uintptr, []byte) (int, syscall.Errno) { return 0, syscall.EINVAL }
 
