@@ -6,16 +6,19 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/coder/websocket"
 
 	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/rawio"
 )
 
 // dialOptions say how to reach a broker and what to put in CONNECT.
@@ -148,8 +151,9 @@ type conn struct {
 	acks []byte
 
 	// sub records received messages; nil for a pure publisher.
-	raw syscall.RawConn // for TCP_QUICKACK; nil when off or not TCP
-	sub *subscriber
+	raw   syscall.RawConn // TLS over TCP: for TCP_QUICKACK; nil when off or not TCP
+	rawIn *rawio.Reader   // plain TCP: raw reads (see dialMQTT)
+	sub   *subscriber
 	// pub is notified of acknowledgements; nil for a pure subscriber.
 	pub *publisher
 
@@ -166,13 +170,17 @@ type conn struct {
 type flushingReader struct{ c *conn }
 
 func (f flushingReader) Read(p []byte) (int, error) {
-	if c := f.c; len(c.acks) > 0 {
+	c := f.c
+	if len(c.acks) > 0 {
 		c.send(c.acks)
 		c.acks = c.acks[:0]
 	}
-	n, err := f.c.nc.Read(p)
-	if f.c.raw != nil {
-		f.c.raw.Control(setQuickAck)
+	if c.rawIn != nil {
+		return c.rawIn.Read(p) // TCP_QUICKACK is set by the reader
+	}
+	n, err := c.nc.Read(p)
+	if c.raw != nil {
+		c.raw.Control(setQuickAck)
 	}
 	return n, err
 }
@@ -182,8 +190,11 @@ func (f flushingReader) Read(p []byte) (int, error) {
 // algorithm on (Mosquitto's default) holds small packets until its last
 // segment is acknowledged; a delayed ACK from the generator would stall
 // it for up to 40 ms, a figure of the generator rather than the broker.
+// It is a raw system call, like the reads it follows (see core/rawio).
 func setQuickAck(fd uintptr) {
-	syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
+	one := int32(1)
+	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_QUICKACK,
+		uintptr(unsafe.Pointer(&one)), unsafe.Sizeof(one), 0)
 }
 
 // tcpOf returns the TCP connection under nc, if any.
@@ -205,16 +216,27 @@ func dialMQTT(ctx context.Context, o dialOptions, clientID string, wbuf int) (*c
 	c := &conn{
 		nc:       nc,
 		version:  o.version,
-		w:        bufio.NewWriterSize(nc, wbuf),
 		dead:     make(chan struct{}),
 		readDone: make(chan struct{}),
 	}
-	if tc := tcpOf(nc); tc != nil && o.quickAck {
+	// Plain TCP is read and written with raw system calls, as the broker
+	// does: the generator's own scheduling overhead otherwise competes
+	// with the broker for the cores (see core/rawio).
+	var out io.Writer = nc
+	if raw := rawio.Of(nc); raw != nil {
+		var after func(uintptr)
+		if o.quickAck {
+			after = setQuickAck
+		}
+		c.rawIn = rawio.NewReader(raw, after)
+		out = rawio.NewWriter(raw)
+	} else if tc := tcpOf(nc); tc != nil && o.quickAck {
 		if c.raw, err = tc.SyscallConn(); err != nil {
 			nc.Close()
 			return nil, err
 		}
 	}
+	c.w = bufio.NewWriterSize(out, wbuf)
 	c.r = packet.NewReader(flushingReader{c})
 	c.r.Version = o.version
 	if c.info, err = handshake(nc, c.r, o, clientID); err != nil {
