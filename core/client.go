@@ -160,17 +160,19 @@ func (c *client) sendControlFrom(p packet.Packet, direct bool) {
 	c.sendItem(&it, direct)
 }
 
-// sendAck is sendControlFrom for an acknowledgement, which goes out once per
-// QoS 1 and 2 message. Encoding through the concrete type lets a, the
-// encoding and the item stay on the stack (no allocation per message).
-func (c *client) sendAck(a *packet.Ack, direct bool) {
-	var enc [16]byte
-	b := a.Append(enc[:0], c.version)
+// sendAck is sendControlFrom for an acknowledgement (kind, packet id,
+// reason code, MQTT 5 reason string), which goes out once per QoS 1 and 2
+// message: it is encoded straight into the item, on the stack (no
+// allocation per message, and no Ack in the callers' frames).
+func (c *client) sendAck(kind packet.Type, pid uint16, code packet.ReasonCode, reason string, direct bool) {
+	var enc [8]byte
+	b := packet.AppendAck(enc[:0], kind, pid, code, reason, c.version)
 	var it outItem
 	if len(b) <= len(it.ctl) {
 		it.ctlLen = uint8(copy(it.ctl[:], b))
 	} else {
-		// An MQTT 5 ack with properties: the copy keeps enc off the heap.
+		// With a reason string. Copied: keeping b could be keeping enc,
+		// which would move enc to the heap for every call.
 		it.buf = append([]byte(nil), b...)
 	}
 	c.sendItem(&it, direct)
@@ -449,22 +451,21 @@ func (c *client) handle(p packet.Packet) error {
 func (c *client) handleAck(a *packet.Ack) error {
 	switch a.Kind {
 	case packet.PUBREL:
-		ack := packet.Ack{Kind: packet.PUBCOMP, PacketID: a.PacketID}
-		if !c.sess.releaseInbound(a.PacketID) {
-			ack.ReasonCode = packet.PacketIdentifierNotFound
+		pid, code := a.PacketID, packet.Success
+		if !c.sess.releaseInbound(pid) {
+			code = packet.PacketIdentifierNotFound
 		} else if s := c.srv; s.syncAlways {
 			// PUBCOMP once the id is forgotten on disk too: otherwise, after a
 			// crash, a new message reusing the id would pass for a resend.
-			later := ack
-			s.journal.AfterCommit(func() { c.sendAck(&later, false) })
+			s.journal.AfterCommit(func() { c.sendAck(packet.PUBCOMP, pid, packet.Success, "", false) })
 			return nil
 		}
-		c.sendAck(&ack, false)
+		c.sendAck(packet.PUBCOMP, pid, code, "", false)
 		return nil
 	default:
 		if !c.sess.acked(a.Kind, a.PacketID, a.ReasonCode) {
 			if a.Kind == packet.PUBREC {
-				c.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: a.PacketID, ReasonCode: packet.PacketIdentifierNotFound}, false)
+				c.sendAck(packet.PUBREL, a.PacketID, packet.PacketIdentifierNotFound, "", false)
 			}
 			// An unknown PUBACK/PUBCOMP (e.g. after a session was cleared) is ignored.
 		}

@@ -180,3 +180,29 @@ func TestQoS1RoundTripAllocations(t *testing.T) {
 		t.Errorf("%.1f allocations and %.0f bytes per QoS 1 message, want at most %.1f and %.0f", perMsg, bytes, maxAllocs, maxBytes)
 	}
 }
+
+// An idle connection's two goroutines keep small stacks: a stack grows by
+// doubling, so a few hundred bytes more in one frame on the connect path
+// once cost every connection 4 KB (an acknowledgement built on the stack).
+func TestIdleConnectionStacks(t *testing.T) {
+	const n = 200
+	_, addr := startServer(t, core.Options{})
+	rawConnected(t, addr, packet.V311, uid("warm"))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range n {
+		rawConnected(t, addr, packet.V5, uid("idle"))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perConn := float64(after.StackInuse-before.StackInuse) / n
+	t.Logf("%.0f bytes of goroutine stack per idle connection", perConn)
+	limit := 8192.0 // reader and writer at 4 KB each at most
+	if raceEnabled {
+		limit *= 2 // instrumented frames are larger
+	}
+	if perConn > limit {
+		t.Errorf("%.0f bytes of goroutine stack per idle connection, want at most %.0f", perConn, limit)
+	}
+}

@@ -65,7 +65,7 @@ func (c *client) handlePublish(p *packet.Publish) error {
 		sess.mu.Unlock()
 		if dup {
 			// Already received and routed: acknowledge again, deliver nothing [MQTT-4.3.3-?].
-			c.sendAck(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, false)
+			c.sendAck(packet.PUBREC, p.PacketID, packet.Success, "", false)
 			return nil
 		}
 		if c.version == packet.V5 && n >= s.opts.ReceiveMaximum { // [MQTT-3.3.4-9]
@@ -173,12 +173,12 @@ func (c *client) ackPublishDurable(p *packet.Publish, code packet.ReasonCode, wh
 		}
 		return
 	}
-	ack := packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code}
-	if code.IsError() && !c.noProblemInfo { // [MQTT-3.1.2-29]
-		ack.Props.ReasonString = why
+	kind, pid := packet.PUBACK, p.PacketID
+	if !code.IsError() || c.noProblemInfo { // [MQTT-3.1.2-29]
+		why = ""
 	}
 	if p.QoS == 2 {
-		ack.Kind = packet.PUBREC
+		kind = packet.PUBREC
 		if !code.IsError() {
 			// Remember the id so a resend is not routed again and PUBREL completes.
 			ss := c.sess
@@ -193,13 +193,12 @@ func (c *client) ackPublishDurable(p *packet.Publish, code packet.ReasonCode, wh
 	if len(ops) > 0 && s.journal != nil {
 		s.journal.Submit(ops...)
 		if s.syncAlways {
-			later := ack
-			s.journal.AfterCommit(func() { c.sendAck(&later, false) })
+			s.journal.AfterCommit(func() { c.sendAck(kind, pid, code, why, false) })
 			return
 		}
 	}
 	// On the reader: unless under load, answer at once.
-	c.sendAck(&ack, c.direct)
+	c.sendAck(kind, pid, code, why, c.direct)
 }
 
 // ErrInvalidTopic is returned by Publish for a topic that is not a valid

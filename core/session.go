@@ -431,18 +431,18 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (
 					// that already completed the exchange.
 					ss.flushOps(nil)
 					conn := c
-					ss.srv.journal.AfterCommit(func() { conn.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}, false) })
+					ss.srv.journal.AfterCommit(func() { conn.sendAck(packet.PUBREL, pid, packet.Success, "", false) })
 					c = nil
 				}
 			}
 			if c != nil {
-				c.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}, false)
+				c.sendAck(packet.PUBREL, pid, packet.Success, "", false)
 			}
 		}
 	case kind == packet.PUBREC && m.qos == 2 && m.state == waitComp:
 		// A duplicate PUBREC: answer again.
 		if ss.conn != nil {
-			ss.conn.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}, false)
+			ss.conn.sendAck(packet.PUBREL, pid, packet.Success, "", false)
 		}
 		return true
 	case kind == packet.PUBCOMP && m.state == waitComp:
@@ -468,7 +468,7 @@ func (ss *session) resume(c *client) {
 			continue
 		}
 		if m.state == waitComp {
-			c.sendAck(&packet.Ack{Kind: packet.PUBREL, PacketID: pid}, false)
+			c.sendAck(packet.PUBREL, pid, packet.Success, "", false)
 			ss.inflightOrder = append(ss.inflightOrder, pid)
 			continue
 		}

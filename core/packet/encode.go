@@ -159,6 +159,35 @@ func (a *Ack) Append(b []byte, v byte) []byte {
 	return frame(b, start, h)
 }
 
+// AppendAck appends a PUBACK, PUBREC, PUBREL or PUBCOMP for packet pid
+// with reason code code and, for MQTT 5, an optional reason string, and no
+// other properties: what a broker sends once per QoS 1 or 2 message. It
+// builds no Ack, whose properties would make every caller's stack frame
+// several hundred bytes larger.
+func AppendAck(b []byte, kind Type, pid uint16, code ReasonCode, reason string, v byte) []byte {
+	h := byte(kind) << 4
+	if kind == PUBREL {
+		h |= 0x02 // [MQTT-3.6.1-1]
+	}
+	switch {
+	case v != V5 || (code == Success && reason == ""):
+		return append(b, h, 2, byte(pid>>8), byte(pid))
+	case reason == "":
+		return append(b, h, 3, byte(pid>>8), byte(pid), byte(code))
+	}
+	return appendAckReason(b, kind, pid, code, reason)
+}
+
+// appendAckReason is AppendAck with a reason string, kept out of line so
+// that only this rare case has an Ack in its frame.
+//
+//go:noinline
+func appendAckReason(b []byte, kind Type, pid uint16, code ReasonCode, reason string) []byte {
+	a := Ack{Kind: kind, PacketID: pid, ReasonCode: code}
+	a.Props.ReasonString = reason
+	return a.Append(b, V5)
+}
+
 // Append implements Packet.
 func (s *Subscribe) Append(b []byte, v byte) []byte {
 	b, start := reserve(b)

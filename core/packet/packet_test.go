@@ -296,6 +296,28 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// AppendAck encodes exactly what an Ack with the same fields does.
+func TestAppendAckMatchesAck(t *testing.T) {
+	for _, v := range []byte{V31, V311, V5} {
+		for _, kind := range []Type{PUBACK, PUBREC, PUBREL, PUBCOMP} {
+			for _, code := range []ReasonCode{Success, NoMatchingSubscribers, NotAuthorized, PacketIdentifierNotFound} {
+				for _, reason := range []string{"", "not allowed here"} {
+					a := &Ack{Kind: kind, PacketID: 0x1234, ReasonCode: code}
+					a.Props.ReasonString = reason
+					want := a.Append(nil, v)
+					if v != V5 {
+						want = (&Ack{Kind: kind, PacketID: 0x1234}).Append(nil, v)
+					}
+					got := AppendAck([]byte{0xAA}, kind, 0x1234, code, reason, v)
+					if !bytes.Equal(got[1:], want) || got[0] != 0xAA {
+						t.Errorf("v%d %s %v %q: got % x, want % x", v, kind, code, reason, got[1:], want)
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestPacketIDOffset(t *testing.T) {
 	for _, v := range []byte{V311, V5} {
 		p := &Publish{QoS: 1, Topic: "some/topic", PacketID: 0x1234, Payload: make([]byte, 300), Props: Properties{ContentType: "x"}}

@@ -105,15 +105,15 @@ func (r *Reader) ReadPacket() (Packet, int, error) {
 	if err != nil {
 		return nil, size, err
 	}
-	var p Packet
+	var pub *Publish
+	var ack *Ack
 	if t := Type(header >> 4); r.Reuse && t >= PUBLISH && t <= PUBCOMP {
 		if r.scratch == nil {
 			r.scratch = new(scratch)
 		}
-		p, err = decodeInto(header, body, r.Version, &r.scratch.pub, &r.scratch.ack)
-	} else {
-		p, err = Decode(header, body, r.Version)
+		pub, ack = &r.scratch.pub, &r.scratch.ack
 	}
+	p, err := decodeInto(header, body, r.Version, pub, ack)
 	if err != nil {
 		return nil, size, err
 	}
