@@ -40,16 +40,23 @@ func (l *loopReader) Read(p []byte) (int, error) {
 func BenchmarkDecodePublish(b *testing.B) {
 	for _, v := range []byte{V311, V5} {
 		wire := Encode(&Publish{QoS: 1, Topic: "devices/sensor-1234/temperature", PacketID: 42, Payload: make([]byte, 64)}, v)
-		b.Run(levelName(v), func(b *testing.B) {
-			r := NewReader(&loopReader{data: bytes.Repeat(wire, 64)})
-			r.Version = v
-			b.ReportAllocs()
-			b.SetBytes(int64(len(wire)))
-			for i := 0; i < b.N; i++ {
-				if _, _, err := r.ReadPacket(); err != nil {
-					b.Fatal(err)
-				}
+		for _, reuse := range []bool{false, true} {
+			name := levelName(v)
+			if reuse {
+				name += "/reuse" // as the broker reads
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				r := NewReader(&loopReader{data: bytes.Repeat(wire, 64)})
+				r.Version = v
+				r.Reuse = reuse
+				b.ReportAllocs()
+				b.SetBytes(int64(len(wire)))
+				for i := 0; i < b.N; i++ {
+					if _, _, err := r.ReadPacket(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
