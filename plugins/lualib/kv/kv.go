@@ -150,7 +150,7 @@ func (s *Store) Set(key string, v lua.LValue, ttl time.Duration) error {
 	if existed {
 		oldSize = size(key, old.v)
 	}
-	if err := s.reserve(!existed, n-oldSize); err != nil {
+	if err := s.reserve(sh, key, !existed, n-oldSize); err != nil {
 		return err
 	}
 	sh.m[key] = e
@@ -182,7 +182,7 @@ func (s *Store) Incr(key string, delta float64, ttl time.Duration) (float64, err
 		sh.m[key] = e
 		return float64(e.v.(lua.LNumber)), nil
 	}
-	if err := s.reserve(true, size(key, lua.LNumber(0))); err != nil {
+	if err := s.reserve(sh, key, true, size(key, lua.LNumber(0))); err != nil {
 		return 0, err
 	}
 	e = entry{v: lua.LNumber(delta)}
@@ -209,12 +209,13 @@ func (s *Store) Del(key string) bool {
 // reserve accounts for a write of a new key (newKey) growing the store by
 // grow bytes, atomically so that concurrent writers cannot pass a bound
 // together. When a bound would be passed it sweeps expired keys once before
-// refusing. The caller holds one shard's lock, which the sweep skips.
-func (s *Store) reserve(newKey bool, grow int64) error {
+// refusing. The caller holds the lock of held, the shard of key, which the
+// sweep then covers without locking; key itself is left for the caller.
+func (s *Store) reserve(held *shard, key string, newKey bool, grow int64) error {
 	if s.tryReserve(newKey, grow) {
 		return nil
 	}
-	s.sweep(false)
+	s.sweep(held, key)
 	if s.tryReserve(newKey, grow) {
 		return nil
 	}
@@ -254,23 +255,29 @@ func (s *Store) remove(sh *shard, key string, e entry) {
 	s.bytes.Add(-size(key, e.v))
 }
 
-// sweep removes expired keys. Without wait it skips the shards it cannot
-// lock at once: reserve's caller holds one of them.
-func (s *Store) sweep(wait bool) {
+// sweep removes expired keys. held, when not nil, is a shard whose lock
+// the caller holds: it is swept without locking, except for its key skip.
+// Another writer's shard is skipped rather than waited for: two writers
+// sweeping at once would otherwise wait for each other.
+func (s *Store) sweep(held *shard, skip string) {
 	now := s.now().UnixNano()
 	for i := range s.shards {
 		sh := &s.shards[i]
-		if wait {
+		switch {
+		case sh == held:
+		case held == nil:
 			sh.mu.Lock()
-		} else if !sh.mu.TryLock() {
+		case !sh.mu.TryLock():
 			continue
 		}
 		for k, e := range sh.m {
-			if e.expires != 0 && now >= e.expires {
+			if e.expires != 0 && now >= e.expires && !(sh == held && k == skip) {
 				s.remove(sh, k, e)
 			}
 		}
-		sh.mu.Unlock()
+		if sh != held {
+			sh.mu.Unlock()
+		}
 	}
 }
 
@@ -280,7 +287,7 @@ func (s *Store) sweepLoop(every time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			s.sweep(true)
+			s.sweep(nil, "")
 		case <-s.stop:
 			return
 		}

@@ -116,6 +116,53 @@ func TestBounds(t *testing.T) {
 	}
 }
 
+// A full store makes room from expired keys in the writer's own shard too
+// (whose lock the writer holds), and rewriting an expired key of a full
+// store counts it once.
+func TestSweepCoversWritersShard(t *testing.T) {
+	s := newStore(t, 2, 1000)
+	now := time.Now()
+	s.now = func() time.Time { return now }
+	// Two keys in one shard: the expired one and the new one.
+	old, fresh := "k0", ""
+	for i := 1; fresh == ""; i++ {
+		if k := "k" + strings.Repeat("x", i); s.shard(k) == s.shard(old) {
+			fresh = k
+		}
+	}
+	if err := s.Set(old, lua.LString("v"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set("other", lua.LString("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Second)
+	if err := s.Set(fresh, lua.LString("v"), 0); err != nil {
+		t.Fatalf("new key beside the only expired one, in its shard: %v", err)
+	}
+	if s.Len() != 2 || s.Bytes() != int(size(fresh, lua.LString("v"))+size("other", lua.LString("v"))) {
+		t.Errorf("len %d, bytes %d; want the 2 live keys and their bytes", s.Len(), s.Bytes())
+	}
+
+	// Byte-bound: rewriting expired "a" larger needs expired "b" swept,
+	// while "a" itself stays for the write to replace.
+	s = newStore(t, 0, 100)
+	s.now = func() time.Time { return now }
+	for _, k := range []string{"a", "b"} {
+		if err := s.Set(k, lua.LString(strings.Repeat("v", 30)), time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(2 * time.Second)
+	big := lua.LString(strings.Repeat("w", 60))
+	if err := s.Set("a", big, 0); err != nil {
+		t.Fatalf("rewriting an expired key: %v", err)
+	}
+	if s.Len() != 1 || s.Bytes() != int(size("a", big)) {
+		t.Errorf("len %d, bytes %d; want 1 key of %d bytes", s.Len(), s.Bytes(), size("a", big))
+	}
+}
+
 func TestConcurrentIncr(t *testing.T) {
 	s := newStore(t, 0, 0)
 	var wg sync.WaitGroup
