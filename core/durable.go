@@ -135,7 +135,7 @@ func (ss *session) loadPage() bool {
 				if e.State == persist.WaitComp {
 					st = waitComp
 				}
-				ss.inflight[e.PID] = &inflightMsg{delivery: d, pid: e.PID, state: st}
+				ss.inflight[e.PID] = inflightMsg{delivery: d, pid: e.PID, state: st}
 				ss.inflightOrder = append(ss.inflightOrder, e.PID)
 				break
 			}

@@ -54,7 +54,7 @@ type session struct {
 	expiry uint32  // session expiry interval in seconds; neverExpire = never
 	subs   map[string]*subEntry
 
-	inflight      map[uint16]*inflightMsg
+	inflight      map[uint16]inflightMsg // values: no allocation per message
 	inflightOrder []uint16 // send order, for resending [MQTT-4.4.0-1]; may hold removed ids
 	pending       []delivery
 	pendingHead   int
@@ -102,7 +102,7 @@ func newSession(srv *Server, id string) *session {
 		id:       id,
 		srv:      srv,
 		subs:     map[string]*subEntry{},
-		inflight: map[uint16]*inflightMsg{},
+		inflight: map[uint16]inflightMsg{},
 		inQoS2:   map[uint16]struct{}{},
 		nextSeq:  1, // 0 means "not stored"
 	}
@@ -337,7 +337,7 @@ func (ss *session) sendInflight(c *client, d delivery, enc []byte, direct bool) 
 		ss.emit(persist.Op{Kind: persist.PutEntry, Entry: entryOf(d, pid, persist.WaitAck)})
 		gate = d.qos == 2 && ss.srv.syncAlways
 	}
-	ss.inflight[pid] = &inflightMsg{delivery: d, pid: pid}
+	ss.inflight[pid] = inflightMsg{delivery: d, pid: pid}
 	ss.inflightOrder = append(ss.inflightOrder, pid)
 	if gate {
 		ss.deferred = append(ss.deferred, func() { c.sendMessage(d, enc, pid) })
@@ -422,6 +422,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) (
 		} else {
 			m.state = waitComp
 			m.msg = nil // the payload is no longer needed
+			ss.inflight[pid] = m
 			c := ss.conn
 			if m.seq != 0 {
 				ss.emit(persist.Op{Kind: persist.PutEntry, Entry: entryOf(m.delivery, pid, persist.WaitComp)})
@@ -474,7 +475,7 @@ func (ss *session) resume(c *client) {
 		}
 		// A message already sent is resent even if it expired meanwhile: the
 		// exchange must complete.
-		if !c.resendMessage(m) {
+		if !c.resendMessage(&m) {
 			delete(ss.inflight, pid)
 			if m.seq != 0 {
 				ss.emit(persist.Op{Kind: persist.DelEntry, Seq: m.seq})
@@ -492,7 +493,7 @@ func (ss *session) clearState() {
 		ss.srv.subs.Unsubscribe(ss.id, e.Group, e.Filter)
 	}
 	ss.subs = map[string]*subEntry{}
-	ss.inflight = map[uint16]*inflightMsg{}
+	ss.inflight = map[uint16]inflightMsg{}
 	ss.inflightOrder = nil
 	ss.pending = nil
 	ss.pendingHead = 0
