@@ -55,7 +55,7 @@ type session struct {
 	subs   map[string]*subEntry
 
 	inflight      map[uint16]inflightMsg // values: no allocation per message
-	inflightOrder []uint16 // send order, for resending [MQTT-4.4.0-1]; may hold removed ids
+	inflightOrder []uint16               // send order, for resending [MQTT-4.4.0-1]; may hold removed ids
 	pending       []delivery
 	pendingHead   int
 	nextPID       uint16
