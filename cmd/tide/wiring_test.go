@@ -268,9 +268,18 @@ every = "1s"
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// Its state is on disk, for the next start.
-	if b, err := os.ReadFile(filepath.Join(dir, "data", "jobs", "counter.json")); err != nil || !strings.Contains(string(b), `"n"`) {
-		t.Fatalf("state file: %v %s", err, b)
+	// Its state is on disk, for the next start: saved when a run ends (the
+	// run count above goes up when it starts).
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "data", "jobs", "counter.json"))
+		if err == nil && strings.Contains(string(b), `"n"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state file: %v %s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
