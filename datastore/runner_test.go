@@ -255,8 +255,11 @@ func TestRestartReplaysSpoolFirst(t *testing.T) {
 	accept(t, r2, 12, 3) // newer records wait behind the spool
 	eventually(t, "replay after restart", func() bool { return len(f2.stored()) == 15 })
 	sameIDs(t, "stored", f2.stored(), ids(0, 15))
-	if s := r2.Stats(); s.Replayed != 15 || s.Dropped != 0 {
-		t.Fatalf("stats = %+v", s)
+	// The 12 from the last run are replayed, and so is whatever of the 3 new
+	// ones arrived while the spool still held records (the rest, arriving
+	// after it emptied, went straight to the sink, as order allows).
+	if s := r2.Stats(); s.Written != 15 || s.Replayed != 12+s.Spooled || s.Dropped != 0 {
+		t.Fatalf("stats = %+v, want 15 written, 12 + spooled replayed", s)
 	}
 }
 
