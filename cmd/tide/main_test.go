@@ -2,7 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -99,9 +102,9 @@ var logs sync.Map
 var listenRe = regexp.MustCompile(`msg=listening .*address=([0-9.]+:[0-9]+)`)
 
 // startTide runs the binary with cfg and returns its MQTT address.
-func startTide(t *testing.T, cfg string) (*exec.Cmd, string) {
+func startTide(t *testing.T, cfg string, flags ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(tideBin, "-c", cfg)
+	cmd := exec.Command(tideBin, append(flags, "-c", cfg)...)
 	cmd.Dir = t.TempDir()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -151,6 +154,49 @@ func startTide(t *testing.T, cfg string) (*exec.Cmd, string) {
 	}
 }
 
+// --allocprofile writes, when the broker stops, a profile of what it
+// allocated: here the handling of a PUBLISH shows up in it.
+func TestAllocProfile(t *testing.T) {
+	cfg := writeConfig(t, `[[listener]]
+address = "127.0.0.1:0"
+allow_anonymous = true
+[persistence]
+enabled = false
+`)
+	prof := filepath.Join(t.TempDir(), "allocs.prof")
+	cmd, addr := startTide(t, cfg, "-allocprofile", prof)
+	conn := dialV311(t, addr, "p")
+	conn.Write(packet.Encode(&packet.Publish{Topic: "t", QoS: 1, PacketID: 1, Payload: []byte("x")}, packet.V311))
+	r := packet.NewReader(conn)
+	r.Version = packet.V311
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if p, _, err := r.ReadPacket(); err != nil || p.Type() != packet.PUBACK {
+		t.Fatalf("PUBACK: %+v %v", p, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, cmd)
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f) // a pprof profile is gzipped protobuf
+	if err != nil {
+		t.Fatalf("profile: %v", err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("profile: %v", err)
+	}
+	for _, want := range []string{"alloc_space", "handlePublish"} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("profile of %d bytes does not mention %s", len(b), want)
+		}
+	}
+}
+
 func TestServeAndGracefulStop(t *testing.T) {
 	cfg := writeConfig(t, `[[listener]]
 address = "127.0.0.1:0"
@@ -181,6 +227,12 @@ enabled = false
 	if d, ok := p.(*packet.Disconnect); !ok || d.ReasonCode != packet.ServerShuttingDown {
 		t.Fatalf("got %+v, want DISCONNECT 0x8B", p)
 	}
+	waitExit(t, cmd)
+}
+
+// waitExit waits for a signalled tide to exit cleanly.
+func waitExit(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
