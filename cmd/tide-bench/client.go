@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/coder/websocket"
 
@@ -183,18 +182,6 @@ func (f flushingReader) Read(p []byte) (int, error) {
 		c.raw.Control(setQuickAck)
 	}
 	return n, err
-}
-
-// setQuickAck turns delayed ACKs off until the kernel decides otherwise,
-// which it may after any read: hence once per read. A broker with Nagle's
-// algorithm on (Mosquitto's default) holds small packets until its last
-// segment is acknowledged; a delayed ACK from the generator would stall
-// it for up to 40 ms, a figure of the generator rather than the broker.
-// It is a raw system call, like the reads it follows (see core/rawio).
-func setQuickAck(fd uintptr) {
-	one := int32(1)
-	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_QUICKACK,
-		uintptr(unsafe.Pointer(&one)), unsafe.Sizeof(one), 0)
 }
 
 // tcpOf returns the TCP connection under nc, if any.

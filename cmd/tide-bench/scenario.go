@@ -154,10 +154,20 @@ func (p *publisher) run(ctx context.Context, size int, magic uint32, pace *pacin
 	}
 	putHeader(payload, magic, p.id)
 	pk := packet.Publish{Topic: p.topic, QoS: p.qos, Payload: payload}
-	var timer *time.Timer
+	var sl sleeper
 	if pace != nil {
-		timer = time.NewTimer(time.Hour)
-		defer timer.Stop()
+		// The connection's death ends the waits too.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-c.dead:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		sl = newSleeper(ctx)
+		defer sl.close()
 	}
 	acquire := func() bool {
 		select {
@@ -180,15 +190,8 @@ func (p *publisher) run(ctx context.Context, size int, magic uint32, pace *pacin
 	for seq := 0; seq < p.count; seq++ {
 		if pace != nil {
 			due := pace.start + pace.offset + int64(float64(seq)*pace.interval)
-			if d := due - nowNanos(); d > 0 {
-				timer.Reset(time.Duration(d))
-				select {
-				case <-timer.C:
-				case <-ctx.Done():
-					return
-				case <-c.dead:
-					return
-				}
+			if d := due - nowNanos(); d > 0 && !sl.sleep(time.Duration(d)) {
+				return
 			}
 			if lag := nowNanos() - due; lag > p.lagMax.Load() {
 				p.lagMax.Store(lag)
