@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // result is one run of one scenario against one broker.
@@ -54,6 +56,10 @@ type result struct {
 	LateSends      uint64          `json:"late_sends,omitempty"` // paced sends more than 1 ms behind schedule
 
 	Conns *connsResult `json:"conns,omitempty"`
+
+	// hist is the run's latency histogram, pooled with the other runs'
+	// for the summary.
+	hist *hdrhistogram.Histogram
 
 	Generator *procUsage `json:"generator"`
 	Broker    *procUsage `json:"broker,omitempty"`
@@ -275,6 +281,57 @@ func summarize(scenario string, runs []*result, compare bool) []summaryRow {
 			if row.B != nil && *row.B != 0 {
 				q := *row.A / *row.B
 				row.Ratio = &q
+			}
+		}
+		rows = append(rows, row)
+	}
+	return append(rows, pooled(runs, compare)...)
+}
+
+// pooled returns latency percentiles over all of a target's messages, every
+// run's histogram merged. With few runs the median of their p99 is noisy:
+// on a shared machine one run's p99 can be twice the next one's, and the
+// middle run decides. The pooled p99 is the p99 of every message sent.
+func pooled(runs []*result, compare bool) []summaryRow {
+	merge := func(name string) *hdrhistogram.Histogram {
+		var h *hdrhistogram.Histogram
+		n := 0
+		for _, r := range runs {
+			if r.Target != name || r.hist == nil || r.hist.TotalCount() == 0 {
+				continue
+			}
+			if h == nil {
+				h = hdrhistogram.New(1000, maxLatency, 3)
+			}
+			h.Merge(r.hist)
+			n++
+		}
+		if n < 2 {
+			return nil // one run: the medians are its figures
+		}
+		return h
+	}
+	a := merge("A")
+	if a == nil {
+		return nil
+	}
+	var b *hdrhistogram.Histogram
+	if compare {
+		b = merge("B")
+	}
+	var rows []summaryRow
+	for _, q := range []struct {
+		name string
+		q    float64
+	}{{"latency p50, pooled", 50}, {"latency p99, pooled", 99}, {"latency p99.9, pooled", 99.9}} {
+		av := float64(a.ValueAtQuantile(q.q)) / 1e6
+		row := summaryRow{Metric: q.name, Unit: "ms", A: &av}
+		if b != nil {
+			bv := float64(b.ValueAtQuantile(q.q)) / 1e6
+			row.B = &bv
+			if bv != 0 {
+				r := av / bv
+				row.Ratio = &r
 			}
 		}
 		rows = append(rows, row)

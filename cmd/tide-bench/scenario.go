@@ -508,6 +508,7 @@ func runMessages(ctx context.Context, c *config, t *target, rep int, prog *progr
 		res.PublishRate = float64(res.Published) / res.PublishSeconds
 	}
 	res.Latency = lat.summary()
+	res.hist = lat.snapshot()
 	res.setMachine(busy, busyOK)
 	for i, cn := range subConns {
 		if err := cn.failure(); err != nil {

@@ -147,6 +147,15 @@ func (l *latency) summary() *latencySummary {
 	}
 }
 
+// snapshot returns a copy of the histogram, for pooling over runs.
+func (l *latency) snapshot() *hdrhistogram.Histogram {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := hdrhistogram.New(1000, maxLatency, 3)
+	h.Merge(l.h)
+	return h
+}
+
 // latencySummary is a latency distribution in microseconds.
 type latencySummary struct {
 	Count int64   `json:"count"`

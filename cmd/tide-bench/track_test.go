@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -104,4 +105,59 @@ func TestQuickAckAuto(t *testing.T) {
 			t.Errorf("%v: quickack %v, want %v", tc.args, c.quickAck, tc.want)
 		}
 	}
+}
+
+// TestPooledLatency checks that the summary's pooled percentiles are those
+// of every message of a target's runs, not the median of the runs' own.
+func TestPooledLatency(t *testing.T) {
+	run := func(target string, values ...int64) *result {
+		l := newLatency()
+		l.record(values)
+		return &result{Target: target, Latency: l.summary(), hist: l.snapshot()}
+	}
+	ms := func(n int) int64 { return int64(n) * 1e6 }
+	// A: two runs of 100 messages; of the 200, one at 9 ms and three at 5 ms.
+	a1 := make([]int64, 100)
+	a2 := make([]int64, 100)
+	for i := range a1 {
+		a1[i], a2[i] = ms(1), ms(1)
+	}
+	a1[0], a1[1], a2[0], a2[1] = ms(5), ms(5), ms(5), ms(9)
+	// B: the same for each run, 2 in 100 at 2 ms.
+	b1 := make([]int64, 100)
+	for i := range b1 {
+		b1[i] = ms(1)
+	}
+	b1[0], b1[1] = ms(2), ms(2)
+	runs := []*result{run("A", a1...), run("B", b1...), run("B", b1...), run("A", a2...)}
+	got := map[string]summaryRow{}
+	for _, r := range summarize(scLatency, runs, true) {
+		got[r.Metric] = r
+	}
+	near := func(v *float64, want float64) bool { return v != nil && *v > want*0.99 && *v < want*1.01 }
+	p99 := got["latency p99, pooled"]
+	// p99 of 200 messages is the 198th smallest: 5 ms for A (196 at 1 ms,
+	// then 5, 5, 5, 9), 2 ms for B (196 at 1 ms, then four at 2).
+	if !near(p99.A, 5) || !near(p99.B, 2) || !near(p99.Ratio, 2.5) {
+		t.Fatalf("pooled p99 = %v / %v (ratio %v), want 5 / 2 ms (2.5)", deref(p99.A), deref(p99.B), deref(p99.Ratio))
+	}
+	if p := got["latency p99.9, pooled"]; !near(p.A, 9) {
+		t.Fatalf("pooled p99.9 of A = %v, want 9 ms", deref(p.A))
+	}
+	if p := got["latency p50, pooled"]; !near(p.A, 1) || !near(p.B, 1) {
+		t.Fatalf("pooled p50 = %v / %v, want 1 ms", deref(p.A), deref(p.B))
+	}
+	// One run per target: no pooled rows.
+	for _, r := range summarize(scLatency, runs[:2], true) {
+		if strings.Contains(r.Metric, "pooled") {
+			t.Fatalf("pooled row %q from a single run", r.Metric)
+		}
+	}
+}
+
+func deref(v *float64) any {
+	if v == nil {
+		return nil
+	}
+	return *v
 }
