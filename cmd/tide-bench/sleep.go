@@ -11,8 +11,8 @@ import (
 // pairs of messages every millisecond; the Linux sleeper waits on a timerfd
 // instead, which the kernel fires to the microsecond.
 type sleeper interface {
-	// sleep waits for d (> 0); it returns false when the sleeper's context
-	// has ended.
+	// sleep waits for d; it returns false when the sleeper's context has
+	// ended.
 	sleep(d time.Duration) bool
 	close()
 }
@@ -30,6 +30,9 @@ func newTimerSleeper(ctx context.Context) *timerSleeper {
 }
 
 func (s *timerSleeper) sleep(d time.Duration) bool {
+	if s.ctx.Err() != nil {
+		return false
+	}
 	s.t.Reset(d)
 	select {
 	case <-s.t.C:

@@ -17,7 +17,7 @@ func TestSleeper(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			s := mk(ctx)
 			defer s.close()
-			for _, d := range []time.Duration{50 * time.Microsecond, 700 * time.Microsecond, 3 * time.Millisecond} {
+			for _, d := range []time.Duration{0, -time.Millisecond, 50 * time.Microsecond, 700 * time.Microsecond, 3 * time.Millisecond} {
 				start := time.Now()
 				if !s.sleep(d) {
 					t.Fatalf("sleep(%v) = false with a live context", d)
@@ -38,7 +38,7 @@ func TestSleeper(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("cancelling the context did not end the sleep")
 			}
-			if s.sleep(time.Hour) {
+			if s.sleep(time.Hour) || s.sleep(0) {
 				t.Fatal("a sleep after the context ended reported true")
 			}
 		})

@@ -14,6 +14,7 @@ import (
 // poller: the goroutine parks like on a socket and the kernel's
 // high-resolution timer wakes it.
 type fdSleeper struct {
+	ctx  context.Context
 	fd   int
 	f    *os.File
 	buf  [8]byte
@@ -21,25 +22,25 @@ type fdSleeper struct {
 }
 
 // newSleeper returns a timerfd sleeper, or the portable one when the kernel
-// refuses a timerfd.
-// When ctx ends, every sleep returns false at once.
+// refuses a timerfd. When ctx ends, every sleep returns false at once.
 func newSleeper(ctx context.Context) sleeper {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
 		return newTimerSleeper(ctx)
 	}
-	s := &fdSleeper{fd: fd, f: os.NewFile(uintptr(fd), "timerfd")}
+	s := &fdSleeper{ctx: ctx, fd: fd, f: os.NewFile(uintptr(fd), "timerfd")}
 	// A deadline in the past interrupts the read under way and every later one.
 	s.stop = context.AfterFunc(ctx, func() { _ = s.f.SetReadDeadline(time.Unix(1, 0)) })
 	return s
 }
 
 func (s *fdSleeper) sleep(d time.Duration) bool {
-	if d > 0 {
-		spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
-		if err := unix.TimerfdSettime(s.fd, 0, &spec, nil); err != nil {
-			return false
-		}
+	if d <= 0 {
+		return s.ctx.Err() == nil // an unarmed timerfd would never fire
+	}
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
+	if err := unix.TimerfdSettime(s.fd, 0, &spec, nil); err != nil {
+		return false
 	}
 	_, err := s.f.Read(s.buf[:])
 	return err == nil
