@@ -101,12 +101,18 @@ func TestWriteAndReadEverything(t *testing.T) {
 	}
 }
 
-// TryWrite takes what fits and returns at once when the peer reads nothing.
-func TestTryWriteNeverWaits(t *testing.T) {
+// stalledWriter returns a writer on a connection with small socket buffers
+// whose peer reads nothing, and that connection.
+func stalledWriter(t *testing.T) (*rawio.Writer, *net.TCPConn) {
 	a, b := socketPair(t)
 	_ = a.SetWriteBuffer(8 << 10)
 	_ = b.SetReadBuffer(8 << 10)
-	w := rawio.NewWriter(rawio.Of(a))
+	return rawio.NewWriter(rawio.Of(a)), a
+}
+
+// TryWrite takes what fits and returns at once when the peer reads nothing.
+func TestTryWriteNeverWaits(t *testing.T) {
+	w, _ := stalledWriter(t)
 	big := make([]byte, 8<<20)
 	done := make(chan struct{})
 	var n int
@@ -134,10 +140,7 @@ func TestTryWriteNeverWaits(t *testing.T) {
 // Write fails with the connection's write deadline, and once the deadline
 // has passed the poller refuses before the socket is reached.
 func TestDeadlines(t *testing.T) {
-	a, b := socketPair(t)
-	_ = a.SetWriteBuffer(8 << 10)
-	_ = b.SetReadBuffer(8 << 10)
-	w := rawio.NewWriter(rawio.Of(a))
+	w, a := stalledWriter(t)
 	_ = a.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	if _, err := w.Write(make([]byte, 8<<20)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Write to a peer that reads nothing: %v, want a deadline error", err)
