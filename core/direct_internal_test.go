@@ -2,34 +2,14 @@ package core
 
 import (
 	"bytes"
-	"net"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/rawio/rawiotest"
 )
-
-// socketPair returns both ends of a loopback TCP connection.
-func socketPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close(); sc.Close() })
-	return sc.(*net.TCPConn), cc.(*net.TCPConn)
-}
 
 // Direct writes that the socket cannot take whole leave the rest to the
 // writer, ahead of what was queued meanwhile: the peer receives every packet
@@ -40,7 +20,7 @@ func TestDirectWriteRestGoesFirst(t *testing.T) {
 		t.Skip("direct writes are made on Linux only")
 	}
 	s := New(Options{}, nil)
-	sc, cc := socketPair(t)
+	sc, cc := rawiotest.SocketPair(t)
 	// Small buffers so that the socket fills after a few packets.
 	if err := sc.SetWriteBuffer(32 << 10); err != nil {
 		t.Fatal(err)
@@ -132,7 +112,7 @@ func TestDirectWriteRestGoesFirst(t *testing.T) {
 // honours its write deadline: a peer that reads nothing is cut off.
 func TestRawWriterHonoursWriteTimeout(t *testing.T) {
 	s := New(Options{WriteTimeout: 200 * time.Millisecond}, nil)
-	sc, cc := socketPair(t)
+	sc, cc := rawiotest.SocketPair(t)
 	_ = sc.SetWriteBuffer(8 << 10)
 	_ = cc.SetReadBuffer(8 << 10)
 	c := newClient(s, sc, &listenerState{opts: ListenerOptions{Name: "test"}})

@@ -37,6 +37,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// anonymousEphemeral is the smallest configuration a test serves with: one
+// listener on a free loopback port, anonymous clients, nothing on disk.
+const anonymousEphemeral = `[[listener]]
+address = "127.0.0.1:0"
+allow_anonymous = true
+[persistence]
+enabled = false
+`
+
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "tide.toml")
@@ -157,12 +166,7 @@ func startTide(t *testing.T, cfg string, flags ...string) (*exec.Cmd, string) {
 // --allocprofile writes, when the broker stops, a profile of what it
 // allocated: here the handling of a PUBLISH shows up in it.
 func TestAllocProfile(t *testing.T) {
-	cfg := writeConfig(t, `[[listener]]
-address = "127.0.0.1:0"
-allow_anonymous = true
-[persistence]
-enabled = false
-`)
+	cfg := writeConfig(t, anonymousEphemeral)
 	prof := filepath.Join(t.TempDir(), "allocs.prof")
 	cmd, addr := startTide(t, cfg, "-allocprofile", prof)
 	conn := dialV311(t, addr, "p")
@@ -198,12 +202,7 @@ enabled = false
 }
 
 func TestServeAndGracefulStop(t *testing.T) {
-	cfg := writeConfig(t, `[[listener]]
-address = "127.0.0.1:0"
-allow_anonymous = true
-[persistence]
-enabled = false
-`)
+	cfg := writeConfig(t, anonymousEphemeral)
 	cmd, addr := startTide(t, cfg)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

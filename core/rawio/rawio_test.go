@@ -12,28 +12,17 @@ import (
 	"time"
 
 	"github.com/tidemq/tide/core/rawio"
+	"github.com/tidemq/tide/core/rawio/rawiotest"
 )
 
+// socketPair is a loopback connection for the tests of raw I/O, which is
+// made on Linux only.
 func socketPair(t *testing.T) (a, b *net.TCPConn) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("raw socket I/O is made on Linux only")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close(); sc.Close() })
-	return sc.(*net.TCPConn), cc.(*net.TCPConn)
+	return rawiotest.SocketPair(t)
 }
 
 func TestOfPlainTCPOnly(t *testing.T) {
