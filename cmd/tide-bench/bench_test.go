@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -268,10 +269,15 @@ func TestCompareTwoBrokers(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
 	}
-	for _, want := range []string{"A = first", "B = second", "medians of 2 runs each", "ratio A/B", "delivery rate"} {
+	for _, want := range []string{"A = first", "B = second", "medians of 2 runs each", "ratio A/B", "delivery rate", "pair by pair"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	// Two pairs: the p99s of the two repetitions split 2:0, 1:1 or 0:2
+	// (ties aside), and the sign test's p is 1 or 0.5.
+	if !regexp.MustCompile(`(?m)^  latency p99 +2 +[0-2] +[0-2] +(1|0\.5)$`).MatchString(out) {
+		t.Errorf("no pair-by-pair row for p99 over two repetitions:\n%s", out)
 	}
 	// Interleaved, each first in turn: A B B A.
 	var order []string

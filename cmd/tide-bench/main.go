@@ -110,13 +110,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		}
 	}
 	rows := summarize(c.scenario, runs, c.compare != "")
+	var pairs []pairedRow
+	if c.compare != "" {
+		pairs = paired(c.scenario, runs)
+	}
 	if c.json {
-		if err := writeJSON(stdout, &report{Scenario: c.scenario, Config: c.describe(), Runs: runs, Summary: rows, OK: ok}); err != nil {
+		if err := writeJSON(stdout, &report{Scenario: c.scenario, Config: c.describe(), Runs: runs, Summary: rows, Paired: pairs, OK: ok}); err != nil {
 			fmt.Fprintf(stderr, "tide-bench: %v\n", err)
 			return exitFailed
 		}
 	} else if len(runs) > 1 {
-		writeSummary(stdout, c, runs, rows)
+		writeSummary(stdout, c, runs, rows, pairs)
 	}
 	if !ok {
 		return exitFailed

@@ -339,12 +339,97 @@ func pooled(runs []*result, compare bool) []summaryRow {
 	return rows
 }
 
+// pairedRow counts, over the repetitions, in how many A's figure was
+// below B's from the same repetition. A and B of one repetition run back to
+// back (A B, then B A), so the machine's slow spells tend to hit both or
+// neither: the count says more than a ratio of medians when a metric such
+// as p99 moves 2-4x from one run to the next.
+type pairedRow struct {
+	Metric string `json:"metric"`
+	Pairs  int    `json:"pairs"`
+	ALower int    `json:"a_lower"`
+	BLower int    `json:"b_lower"` // the rest of the pairs are ties
+	// P is the two-sided sign test's p-value: how likely a split at least
+	// this uneven is when neither target is lower more often. Ties are
+	// left out.
+	P float64 `json:"p"`
+}
+
+// pairedMetrics are the metrics counted pair by pair, where lower is
+// better: the latency percentiles and the broker's CPU.
+var pairedMetrics = []string{"latency p50", "latency p99", "latency p99.9", "broker CPU"}
+
+// paired compares each repetition's A run with its B run.
+func paired(scenario string, runs []*result) []pairedRow {
+	byRep := map[int][2]*result{}
+	for _, r := range runs {
+		pr := byRep[r.Rep]
+		switch r.Target {
+		case "A":
+			pr[0] = r
+		case "B":
+			pr[1] = r
+		}
+		byRep[r.Rep] = pr
+	}
+	var rows []pairedRow
+	for _, m := range metricsFor(scenario) {
+		if !slices.Contains(pairedMetrics, m.name) {
+			continue
+		}
+		row := pairedRow{Metric: m.name}
+		for _, pr := range byRep {
+			if pr[0] == nil || pr[1] == nil {
+				continue
+			}
+			a, aok := m.get(pr[0])
+			b, bok := m.get(pr[1])
+			if !aok || !bok || math.IsNaN(a) || math.IsNaN(b) {
+				continue
+			}
+			row.Pairs++
+			switch {
+			case a < b:
+				row.ALower++
+			case b < a:
+				row.BLower++
+			}
+		}
+		if row.Pairs < 2 {
+			continue
+		}
+		row.P = signTest(row.ALower, row.BLower)
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// signTest returns the two-sided p-value of an exact sign test: the chance,
+// with each pair a fair coin toss, of a split at least as uneven as a : b.
+func signTest(a, b int) float64 {
+	total := a + b
+	if total == 0 {
+		return 1
+	}
+	low := min(a, b)
+	// P(X <= low) for X ~ Binomial(total, 1/2), in logs to stay finite.
+	sum := 0.0
+	for i := 0; i <= low; i++ {
+		lc, _ := math.Lgamma(float64(total + 1))
+		li, _ := math.Lgamma(float64(i + 1))
+		lr, _ := math.Lgamma(float64(total - i + 1))
+		sum += math.Exp(lc - li - lr - float64(total)*math.Ln2)
+	}
+	return math.Min(1, 2*sum)
+}
+
 // report is the whole output of an invocation, as --json prints it.
 type report struct {
 	Scenario string         `json:"scenario"`
 	Config   map[string]any `json:"config"`
 	Runs     []*result      `json:"runs"`
 	Summary  []summaryRow   `json:"summary"`
+	Paired   []pairedRow    `json:"paired,omitempty"`
 	OK       bool           `json:"ok"`
 }
 
@@ -437,7 +522,7 @@ func writeRun(w io.Writer, c *config, r *result) {
 }
 
 // writeSummary prints the medians table.
-func writeSummary(w io.Writer, c *config, runs []*result, rows []summaryRow) {
+func writeSummary(w io.Writer, c *config, runs []*result, rows []summaryRow, pairs []pairedRow) {
 	n := 0
 	for _, r := range runs {
 		if r.Target == "A" {
@@ -466,6 +551,16 @@ func writeSummary(w io.Writer, c *config, runs []*result, rows []summaryRow) {
 			line = append(line, fmtVal(r.B), ratio)
 		}
 		table = append(table, line)
+	}
+	writeTable(w, table)
+	if len(pairs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "pair by pair: each run of A against the run of B next to it (sign test, two-sided; ties left out)")
+	table = [][]string{{"metric", "pairs", "A lower", "B lower", "p"}}
+	for _, p := range pairs {
+		table = append(table, []string{p.Metric, fmt.Sprint(p.Pairs), fmt.Sprint(p.ALower), fmt.Sprint(p.BLower), fmt.Sprintf("%.3g", p.P)})
 	}
 	writeTable(w, table)
 }

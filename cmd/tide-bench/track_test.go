@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"math"
 	"strings"
 	"testing"
 )
@@ -160,4 +161,52 @@ func deref(v *float64) any {
 		return nil
 	}
 	return *v
+}
+
+// TestPaired checks the pair-by-pair counts: each repetition's A against
+// its own B, ties left out of the sign test.
+func TestPaired(t *testing.T) {
+	run := func(target string, rep int, p99us float64) *result {
+		return &result{Target: target, Rep: rep, Latency: &latencySummary{P50: 100, P99: p99us, P999: 1000}}
+	}
+	var runs []*result
+	// 13 repetitions where A is lower, 3 where B is, 2 ties.
+	for rep := 1; rep <= 18; rep++ {
+		a, b := 400.0, 500.0
+		switch {
+		case rep > 16:
+			b = a
+		case rep > 13:
+			a, b = b, a
+		}
+		runs = append(runs, run("A", rep, a), run("B", rep, b))
+	}
+	// An A without its B (an interrupted invocation) is not a pair.
+	runs = append(runs, run("A", 19, 1))
+	got := map[string]pairedRow{}
+	for _, p := range paired(scLatency, runs) {
+		got[p.Metric] = p
+	}
+	p99 := got["latency p99"]
+	if p99.Pairs != 18 || p99.ALower != 13 || p99.BLower != 3 {
+		t.Fatalf("p99 pairs = %+v, want 18 pairs, A lower in 13, B in 3", p99)
+	}
+	// 2 * P(X <= 3), X ~ Binomial(16, 1/2) = 2 * 697 / 65536.
+	if want := 2 * 697.0 / 65536; math.Abs(p99.P-want) > 1e-9 {
+		t.Fatalf("p99 sign test p = %v, want %v", p99.P, want)
+	}
+	if p50 := got["latency p50"]; p50.ALower != 0 || p50.BLower != 0 || p50.P != 1 {
+		t.Fatalf("p50, all ties: %+v, want no side lower and p = 1", p50)
+	}
+	if _, ok := got["broker CPU"]; ok {
+		t.Fatal("broker CPU paired without a --pid figure")
+	}
+	for _, tc := range []struct {
+		a, b int
+		want float64
+	}{{10, 0, 2.0 / 1024}, {0, 10, 2.0 / 1024}, {5, 5, 1}, {0, 0, 1}, {1, 0, 1}} {
+		if got := signTest(tc.a, tc.b); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("signTest(%d, %d) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
 }
