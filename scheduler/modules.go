@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -45,38 +44,11 @@ func (s *Scheduler) stores(L *lua.LState) Stores {
 	return s.opts.Stores
 }
 
-// queryArgs converts the Lua arguments from position first on to bound
-// query parameters.
-func queryArgs(L *lua.LState, first int) []any {
-	n := L.GetTop()
-	out := make([]any, 0, max(n-first+1, 0))
-	for i := first; i <= n; i++ {
-		switch v := L.Get(i).(type) {
-		case *lua.LNilType:
-			out = append(out, nil)
-		case lua.LBool:
-			out = append(out, bool(v))
-		case lua.LNumber:
-			f := float64(v)
-			if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-				out = append(out, int64(f))
-			} else {
-				out = append(out, f)
-			}
-		case lua.LString:
-			out = append(out, string(v))
-		default:
-			L.ArgError(i, "a parameter must be nil, a boolean, a number or a string, not a "+v.Type().String())
-		}
-	}
-	return out
-}
-
 func (s *Scheduler) luaQuery(L *lua.LState) int {
 	st := s.stores(L)
 	name := L.CheckString(1)
 	query := L.CheckString(2)
-	args := queryArgs(L, 3)
+	args := luaconv.QueryArgs(L, 3)
 	q, ok := st.Querier(name)
 	if !ok {
 		L.RaiseError("store.query: no [[sink]] %q that answers SQL (PostgreSQL and SQLite sinks do)", name)

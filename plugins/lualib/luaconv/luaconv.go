@@ -279,3 +279,32 @@ func Fail(L *lua.LState, err error) int {
 	L.Push(lua.LString(err.Error()))
 	return 2
 }
+
+// QueryArgs converts the Lua arguments from position first on to the
+// parameters of an SQL query: nil, bool, int64 for integral numbers
+// (float64 otherwise) and string. Any other argument raises an argument
+// error that names its position.
+func QueryArgs(L *lua.LState, first int) []any {
+	n := L.GetTop()
+	out := make([]any, 0, max(n-first+1, 0))
+	for i := first; i <= n; i++ {
+		switch v := L.Get(i).(type) {
+		case *lua.LNilType:
+			out = append(out, nil)
+		case lua.LBool:
+			out = append(out, bool(v))
+		case lua.LNumber:
+			f := float64(v)
+			if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+				out = append(out, int64(f))
+			} else {
+				out = append(out, f)
+			}
+		case lua.LString:
+			out = append(out, string(v))
+		default:
+			L.ArgError(i, "a parameter must be nil, a boolean, a number or a string, not a "+v.Type().String())
+		}
+	}
+	return out
+}

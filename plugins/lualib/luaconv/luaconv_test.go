@@ -2,6 +2,7 @@ package luaconv
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +93,32 @@ func TestProperties(t *testing.T) {
 		if _, err := ParseProperties(eval(t, L, src).(*lua.LTable)); err == nil || err.Error() != want {
 			t.Errorf("ParseProperties(%s) = %v, want %q", src, err, want)
 		}
+	}
+}
+
+// QueryArgs takes the arguments from the given position on: integral
+// numbers become int64 (SQL integers), others float64, and anything that
+// is not a scalar is an argument error naming its position.
+func TestQueryArgs(t *testing.T) {
+	L := lua.NewState()
+	defer L.Close()
+	var got []any
+	L.SetGlobal("q", L.NewFunction(func(L *lua.LState) int {
+		got = QueryArgs(L, 2)
+		return 0
+	}))
+	if err := L.DoString(`q("SELECT", nil, true, 3, 2.5, "x", 2^60)`); err != nil {
+		t.Fatal(err)
+	}
+	want := []any{nil, true, int64(3), 2.5, "x", float64(1 << 60)}
+	if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
+		t.Errorf("QueryArgs = %#v, want %#v", got, want)
+	}
+	if err := L.DoString(`q("SELECT")`); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("no parameters: %#v, %v; want an empty list", got, err)
+	}
+	err := L.DoString(`q("SELECT", 1, {})`)
+	if err == nil || !strings.Contains(err.Error(), "#3") || !strings.Contains(err.Error(), "not a table") {
+		t.Errorf("a table parameter: %v, want an argument error at #3", err)
 	}
 }

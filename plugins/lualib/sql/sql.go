@@ -143,32 +143,6 @@ func checkPool(L *lua.LState) *pgxpool.Pool {
 	return pool
 }
 
-// args converts the Lua arguments from position 3 on to query parameters.
-func args(L *lua.LState) []any {
-	n := L.GetTop()
-	out := make([]any, 0, max(n-2, 0))
-	for i := 3; i <= n; i++ {
-		switch v := L.Get(i).(type) {
-		case *lua.LNilType:
-			out = append(out, nil)
-		case lua.LBool:
-			out = append(out, bool(v))
-		case lua.LNumber:
-			f := float64(v)
-			if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-				out = append(out, int64(f))
-			} else {
-				out = append(out, f)
-			}
-		case lua.LString:
-			out = append(out, string(v))
-		default:
-			L.ArgError(i, "a parameter must be nil, a boolean, a number or a string, not a "+v.Type().String())
-		}
-	}
-	return out
-}
-
 func ctxOf(L *lua.LState) context.Context {
 	if ctx := L.Context(); ctx != nil {
 		return ctx
@@ -179,7 +153,7 @@ func ctxOf(L *lua.LState) context.Context {
 func luaQuery(L *lua.LState) int {
 	pool := checkPool(L)
 	query := L.CheckString(2)
-	rows, err := pool.Query(ctxOf(L), query, args(L)...)
+	rows, err := pool.Query(ctxOf(L), query, luaconv.QueryArgs(L, 3)...)
 	if err != nil {
 		return luaconv.Fail(L, fmt.Errorf("sql: query: %w", err))
 	}
@@ -211,7 +185,7 @@ func luaQuery(L *lua.LState) int {
 func luaExec(L *lua.LState) int {
 	pool := checkPool(L)
 	query := L.CheckString(2)
-	tag, err := pool.Exec(ctxOf(L), query, args(L)...)
+	tag, err := pool.Exec(ctxOf(L), query, luaconv.QueryArgs(L, 3)...)
 	if err != nil {
 		return luaconv.Fail(L, fmt.Errorf("sql: exec: %w", err))
 	}
