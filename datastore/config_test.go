@@ -62,3 +62,22 @@ sinks = ["history"]
 		t.Fatal(err)
 	}
 }
+
+// A factory gets its options as the pointer its type registered, or nil
+// for the defaults; options of another type are an error that names the
+// sink type and both Go types.
+func TestSettings(t *testing.T) {
+	type opts struct{ N int }
+	defaults := func() *opts { return &opts{N: 7} }
+	if o, err := datastore.Settings("x", nil, defaults); err != nil || o.N != 7 {
+		t.Errorf("nil settings: %+v, %v; want the defaults", o, err)
+	}
+	given := &opts{N: 3}
+	if o, err := datastore.Settings("x", any(given), defaults); err != nil || o != given {
+		t.Errorf("*opts settings: %+v, %v; want the same pointer", o, err)
+	}
+	_, err := datastore.Settings("x", any(opts{N: 3}), defaults)
+	if err == nil || err.Error() != "x: options of type datastore_test.opts, want *datastore_test.opts" {
+		t.Errorf("a value instead of a pointer: %v", err)
+	}
+}

@@ -24,6 +24,21 @@ type Env struct {
 // then uses its defaults. A Factory does no I/O; Connect does.
 type Factory func(name string, settings any, env Env) (Sink, error)
 
+// Settings returns the options a Factory was given: settings itself when
+// it is a *T, defaults() when it is nil (the configuration did not decode
+// the type's options). Anything else is an error naming typ: the type
+// registered options of another kind than its factory reads.
+func Settings[T any](typ string, settings any, defaults func() *T) (*T, error) {
+	switch o := settings.(type) {
+	case nil:
+		return defaults(), nil
+	case *T:
+		return o, nil
+	default:
+		return nil, fmt.Errorf("%s: options of type %T, want %T", typ, settings, (*T)(nil))
+	}
+}
+
 var registry = struct {
 	sync.RWMutex
 	m map[string]Factory

@@ -20,13 +20,9 @@ func init() {
 
 // factory builds a sink from the Options conf decoded (nil: the defaults).
 func factory(name string, settings any, env datastore.Env) (datastore.Sink, error) {
-	opts := DefaultOptions()
-	switch o := settings.(type) {
-	case nil:
-	case *Options:
-		opts = o
-	default:
-		return nil, fmt.Errorf("%s: options of type %T, want *%s.Options", Type, settings, Type)
+	opts, err := datastore.Settings(Type, settings, DefaultOptions)
+	if err != nil {
+		return nil, err
 	}
 	// env.Log already names the sink.
 	return newSink(name, opts, env.Log.With("type", Type))

@@ -57,17 +57,16 @@ func (o *Options) Validate() error {
 	return nil
 }
 
+func defaultOptions() *Options { return &Options{Keep: conf.Duration{Duration: DefaultKeep}} }
+
 func init() {
-	conf.RegisterSinkOptions(Type, func() any { return &Options{Keep: conf.Duration{Duration: DefaultKeep}} })
+	conf.RegisterSinkOptions(Type, func() any { return defaultOptions() })
 	datastore.Register(Type, func(name string, settings any, env datastore.Env) (datastore.Sink, error) {
-		opts := Options{Keep: conf.Duration{Duration: DefaultKeep}}
-		switch o := settings.(type) {
-		case nil:
-		case *Options:
-			opts = *o
-		default:
-			return nil, fmt.Errorf("sqlite: options of type %T, want *sqlite.Options", settings)
+		o, err := datastore.Settings(Type, settings, defaultOptions)
+		if err != nil {
+			return nil, err
 		}
+		opts := *o
 		if opts.Path == "" {
 			if env.DataDir == "" {
 				return nil, errors.New("sqlite: no path, and no persistence directory to put history.db in")
