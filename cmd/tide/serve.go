@@ -290,6 +290,9 @@ func serve(cfgPath string, cfg *conf.Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go newIdleCollector().run(ctx, idleCollectEvery)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			_ = a.reload()
