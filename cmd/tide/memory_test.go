@@ -9,39 +9,46 @@ import (
 
 // The collector runs a collection on the first quiet tick after activity,
 // and only then: not while the runtime collects by itself, and not again
-// while the broker stays quiet.
+// while the broker stays quiet. Activity is a collection of the runtime's,
+// megabytes allocated, or many goroutines come or gone (connections).
 func TestIdleCollector(t *testing.T) {
-	var cycles, forced uint64
-	ic := newIdleCollectorWith(func() uint64 { return cycles }, func() { cycles++; forced++ })
-	step := func(natural uint64, wantForced uint64, what string) {
+	var s heapState
+	forced := 0
+	ic := newIdleCollectorWith(func() heapState { return s }, func() { s.cycles++; forced++ })
+	step := func(change func(), wantForced int, what string) {
 		t.Helper()
-		cycles += natural
+		change()
 		ic.tick()
 		if forced != wantForced {
 			t.Fatalf("%s: %d forced collections, want %d", what, forced, wantForced)
 		}
 	}
-	step(0, 1, "quiet from the start: what starting up left is collected once")
-	step(0, 1, "still quiet")
-	step(0, 1, "still quiet")
-	step(3, 1, "a burst: the runtime collects")
-	step(5, 1, "the burst goes on")
-	step(0, 2, "the first quiet tick after the burst")
-	step(0, 2, "quiet since")
-	step(1, 2, "light load: one collection of its own")
-	step(0, 3, "quiet again")
+	quiet := func() {}
+	step(quiet, 1, "quiet from the start: what starting up left is collected once")
+	step(quiet, 1, "still quiet")
+	step(func() { s.cycles += 3; s.allocs += 100 << 20 }, 1, "a burst: the runtime collects")
+	step(func() { s.cycles += 5 }, 1, "the burst goes on")
+	step(quiet, 2, "the first quiet tick after the burst")
+	step(quiet, 2, "quiet since")
+	step(func() { s.cycles++ }, 2, "light load: one collection of its own")
+	step(quiet, 3, "quiet again")
+	step(func() { s.goroutines += 20000 }, 4, "10,000 connections opened, no collection of the runtime's")
+	step(func() { s.allocs += 1 << 20; s.goroutines += 10 }, 4, "idle connections: a little allocated, a few goroutines")
+	step(func() { s.goroutines -= 20010 }, 5, "the connections closed: their stacks are collected")
+	step(func() { s.allocs += idleAllocs }, 6, "megabytes allocated between ticks, no collection of the runtime's")
 }
 
-// With the runtime's own counter and collector, a quiet tick collects.
+// With the runtime's own figures and collector, a quiet tick after activity
+// collects, and run stops with its context.
 func TestIdleCollectorRuns(t *testing.T) {
 	ic := newIdleCollector()
-	before := ic.cycles()
+	before := ic.read()
 	ic.forced = before // as if it had just collected: a quiet tick must wait for activity
 	runtime.GC()       // activity: a collection the collector did not run
-	ic.last = ic.cycles()
+	ic.last = ic.read()
 	ic.tick()
-	if got := ic.cycles(); got <= before+1 {
-		t.Fatalf("cycles %d -> %d: the quiet tick after a collection of the runtime's did not collect", before, got)
+	if got := ic.read(); got.cycles <= before.cycles+1 {
+		t.Fatalf("cycles %d -> %d: the quiet tick after a collection of the runtime's did not collect", before.cycles, got.cycles)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
