@@ -33,9 +33,9 @@ const (
 // goroutines come or gone), the collector runs one and returns what is
 // free to the system (debug.FreeOSMemory). A collection alone is not
 // enough: the runtime's scavenger, paced by the heap goal, kept 110 of
-// 136 MB after 10,000 connections had closed. It collects once per quiet spell, not on every
-// quiet tick: an idle broker holding 10,000 connections is not marked
-// every five seconds.
+// 136 MB after 10,000 connections had closed. It collects once per quiet
+// spell, not on every quiet tick: an idle broker holding 10,000
+// connections is not marked every five seconds.
 type idleCollector struct {
 	read    func() heapState
 	collect func()
