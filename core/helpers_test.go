@@ -288,15 +288,6 @@ func (c *v3) recv(t testing.TB) mqtt3.Message {
 	return nil
 }
 
-func (c *v3) none(t testing.TB, d time.Duration) {
-	t.Helper()
-	select {
-	case m := <-c.msgs:
-		t.Fatalf("unexpected message %s %q", m.Topic(), m.Payload())
-	case <-time.After(d):
-	}
-}
-
 var idSeq struct {
 	sync.Mutex
 	n int

@@ -501,12 +501,6 @@ func (ss *session) clearState() {
 	ss.inQoS2 = map[uint16]struct{}{}
 }
 
-func (ss *session) queuedCount() int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return ss.pendingLen() + len(ss.inflight)
-}
-
 // releaseInbound forgets an inbound QoS 2 identifier on PUBREL.
 func (ss *session) releaseInbound(pid uint16) bool {
 	ss.mu.Lock()

@@ -150,7 +150,7 @@ func (rt *Router) Subscriber() *event.Subscriber {
 func (rt *Router) Dispatch(m *event.Message) {
 	rt.received.Add(1)
 	var seenBuf [64]bool
-	seen := seenBuf[:0]
+	var seen []bool
 	if len(rt.runners) <= len(seenBuf) {
 		seen = seenBuf[:len(rt.runners)]
 	} else {

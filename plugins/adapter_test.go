@@ -59,9 +59,7 @@ func (b serverBroker) Client(id string) (ClientInfo, bool) {
 	if !ok {
 		return ClientInfo{}, false
 	}
-	return ClientInfo{ID: c.ID, Username: c.Username, RemoteAddr: c.RemoteAddr, Listener: c.Listener,
-		Protocol: c.Protocol, CleanStart: c.CleanStart, KeepAlive: c.KeepAlive, ConnectedAt: c.ConnectedAt,
-		Subscriptions: c.Subscriptions, QueueDepth: c.QueueDepth, Inflight: c.Inflight}, true
+	return ClientInfo(c), true
 }
 
 func (b serverBroker) Disconnect(id, reason string) bool { return b.s.DisconnectClient(id, reason) }

@@ -236,12 +236,6 @@ func (a *alerts) list() []alertState {
 	return out
 }
 
-func (a *alerts) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.firing)
-}
-
 // notify publishes a notice and queues it for the webhooks. A firing
 // notice is retained, so that a subscriber arriving later sees what fires
 // now; a resolved notice replaces it, retained for resolved_retain (as an

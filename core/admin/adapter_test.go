@@ -18,12 +18,7 @@ var (
 )
 
 func toAdminClient(c core.ClientInfo) admin.ClientInfo {
-	return admin.ClientInfo{
-		ID: c.ID, Username: c.Username, RemoteAddr: c.RemoteAddr, Listener: c.Listener,
-		Protocol: c.Protocol, CleanStart: c.CleanStart, KeepAlive: c.KeepAlive,
-		ConnectedAt: c.ConnectedAt, Subscriptions: c.Subscriptions,
-		QueueDepth: c.QueueDepth, Inflight: c.Inflight,
-	}
+	return admin.ClientInfo(c)
 }
 
 func (b adminBroker) Clients() []admin.ClientInfo {

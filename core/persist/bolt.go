@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the store's file inside the persistence directory.
@@ -49,7 +50,7 @@ func OpenBolt(dir string) (b *Bolt, err error) {
 	}()
 	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("persistence: %s is in use by another process (is another tide running with the same persistence.dir?)", path)
 		}
 		return nil, fmt.Errorf("persistence: cannot open %s: %w (if the file is damaged, restore it from a backup or move it away; tide never resets it by itself)", path, err)

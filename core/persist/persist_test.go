@@ -165,7 +165,6 @@ func TestStoreInUseIsAClearError(t *testing.T) {
 type countingBackend struct {
 	mu      sync.Mutex
 	batches [][]Op
-	syncs   int
 	Backend
 }
 

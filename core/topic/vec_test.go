@@ -221,7 +221,7 @@ func TestKidTable(t *testing.T) {
 		if len(live) > smallKids && tb.buckets == nil {
 			t.Fatalf("%s: %d children in a small table", stage, len(live))
 		}
-		if tb.buckets != nil && len(tb.buckets) > minBuckets && len(live)*loadPerBuck*4 < len(tb.buckets) {
+		if len(tb.buckets) > minBuckets && len(live)*loadPerBuck*4 < len(tb.buckets) {
 			t.Fatalf("%s: %d buckets for %d children", stage, len(tb.buckets), len(live))
 		}
 	}

@@ -24,9 +24,8 @@ type bulkOp struct {
 }
 
 type failure struct {
-	status        int
-	typ, reason   string
-	forceNoDocErr bool
+	status      int
+	typ, reason string
 }
 
 // parseBulk follows Elasticsearch's BulkRequestParser: action lines and source lines separated by
