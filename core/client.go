@@ -56,6 +56,9 @@ type client struct {
 	closing bool
 	// noProblemInfo: the v5 client asked for no reason strings on acks.
 	noProblemInfo bool
+	// auth: the client authenticated with an MQTT 5 authentication method
+	// (see enhauth.go); nil otherwise.
+	auth *authState
 
 	// Reader goroutine state.
 	aliases   map[uint16]string
@@ -440,8 +443,7 @@ func (c *client) handle(p packet.Packet) error {
 	case *packet.Connect:
 		return &packet.Error{Code: packet.ProtocolError, Msg: "second CONNECT"} // [MQTT-3.1.0-2]
 	case *packet.Auth:
-		// No extended authentication method was agreed in CONNECT [MQTT-4.12.0-1].
-		return &packet.Error{Code: packet.ProtocolError, Msg: "AUTH without an authentication method"}
+		return c.handleAuth(p)
 	default:
 		// CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only.
 		return &packet.Error{Code: packet.ProtocolError, Msg: fmt.Sprintf("%s sent by a client", p.Type())}

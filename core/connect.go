@@ -72,11 +72,6 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 		}
 	}
 
-	// Extended authentication is not offered yet.
-	if v == packet.V5 && cp.Props.AuthMethod != "" {
-		return c.refuse(packet.BadAuthenticationMethod, "authentication method "+strconv.Quote(cp.Props.AuthMethod)+" is not supported")
-	}
-
 	username := cp.Username
 	tlsi := tlsInfo(c.conn)
 	if tlsi != nil && tlsi.Verified {
@@ -161,6 +156,10 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 				ack.Props.SessionExpiry = packet.Ptr(capped)
 			}
 			ack.Props.ServerKeepAlive = serverKA
+			if a := c.auth; a != nil { // [MQTT-4.12.0-5]
+				ack.Props.AuthMethod, ack.Props.AuthData = a.method, a.connack
+				a.connack = nil
+			}
 		}
 		c.sendControl(ack)
 		c.sess = sess
@@ -212,16 +211,26 @@ func (s *Server) capExpiry(e uint32) uint32 {
 	return e
 }
 
+// connectRequest is the CONNECT as the gates see it.
+func (c *client) connectRequest(cp *packet.Connect) *event.ConnectRequest {
+	req := &event.ConnectRequest{Client: c.info, Password: cp.Password, HasPassword: cp.PasswordFlag, AuthMethod: cp.Props.AuthMethod}
+	for _, u := range cp.Props.User {
+		req.UserProperties = append(req.UserProperties, event.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	return req
+}
+
 // authenticate applies the connect gate, then the listener's default: a user
 // from the static table with the right password, or anonymous access where
-// the listener allows it.
+// the listener allows it. A CONNECT with an MQTT 5 authentication method is
+// the auth gate's alone (see enhauth.go).
 func (c *client) authenticate(cp *packet.Connect, username string) error {
 	s := c.srv
+	if cp.Props.AuthMethod != "" {
+		return c.authenticateEnhanced(cp, c.connectRequest(cp))
+	}
 	if g := s.gates.Load().connect; g != nil {
-		req := &event.ConnectRequest{Client: c.info, Password: cp.Password, HasPassword: cp.PasswordFlag, AuthMethod: cp.Props.AuthMethod}
-		for _, u := range cp.Props.User {
-			req.UserProperties = append(req.UserProperties, event.UserProperty{Key: u.Key, Value: u.Value})
-		}
+		req := c.connectRequest(cp)
 		ctx, cancel := context.WithCancel(s.ctx)
 		d := g.OnConnect(ctx, req)
 		cancel()

@@ -99,3 +99,57 @@ type SubscribeGate interface {
 type PublishGate interface {
 	OnPublish(ctx context.Context, c *Client, m *Message) PublishDecision
 }
+
+// AuthRequest is one step of MQTT 5 enhanced authentication: the CONNECT
+// that names an authentication method, each AUTH the client answers a
+// challenge with, and a re-authentication (AUTH 0x19) while connected.
+type AuthRequest struct {
+	// Connect is the CONNECT as a ConnectRequest; its Client is the
+	// connection's (read-only while re-authenticating).
+	Connect *ConnectRequest
+	// Method is the authentication method, the same at every step.
+	Method string
+	// Data is the client's authentication data of this step (nil if none).
+	Data []byte
+	// Step counts the client's packets of this exchange, from 1 (the
+	// CONNECT, or the AUTH 0x19 that starts a re-authentication).
+	Step int
+	// State is what the gate returned with the previous step's Continue
+	// (nil at step 1).
+	State any
+	// Reauth is set while a connected client re-authenticates.
+	Reauth bool
+}
+
+// AuthDecision answers an AuthRequest.
+type AuthDecision struct {
+	// Verdict is Allow (authenticated), Deny (refused: CONNACK, or
+	// DISCONNECT when re-authenticating), or Pass when the method is not
+	// the gate's: the client is refused with 0x8C bad authentication
+	// method. Continue overrides it.
+	Verdict Verdict
+	// Continue sends Data to the client in an AUTH 0x18 and waits for its
+	// answer, which comes back as the next step with State.
+	Continue bool
+	// Data is the server's authentication data: the challenge with
+	// Continue, else sent with the CONNACK (or the AUTH 0x00 of a
+	// re-authentication) on Allow.
+	Data  []byte
+	State any
+	// Reason and Code as in ConnectDecision (Code 0: 0x87 not authorized).
+	Reason string
+	Code   byte
+	// Username and Attrs as in ConnectDecision; ignored when
+	// re-authenticating.
+	Username *string
+	Attrs    map[string]any
+}
+
+// AuthGate carries out MQTT 5 enhanced authentication. A ConnectGate that
+// also implements AuthGate is asked instead of OnConnect when a client's
+// CONNECT names an authentication method; without one such clients are
+// refused with 0x8C bad authentication method. It runs on the client's
+// goroutine: it must honour ctx's deadline.
+type AuthGate interface {
+	OnAuth(ctx context.Context, req *AuthRequest) AuthDecision
+}
