@@ -252,7 +252,9 @@ func TestEnhancedAuthReauthenticate(t *testing.T) {
 	// A failed re-authentication ends the connection with DISCONNECT
 	// [MQTT-4.12.1-2].
 	h.secret.Store("changed")
-	go func() { _, _ = c.Authenticate(ctx, &paho.Auth{ReasonCode: byte(packet.ReAuthenticate), Properties: &paho.AuthProperties{AuthMethod: hmacMethod, AuthData: []byte("carol")}}) }()
+	go func() {
+		_, _ = c.Authenticate(ctx, &paho.Auth{ReasonCode: byte(packet.ReAuthenticate), Properties: &paho.AuthProperties{AuthMethod: hmacMethod, AuthData: []byte("carol")}})
+	}()
 	select {
 	case d := <-c.disc:
 		if d.ReasonCode != byte(packet.BadUserNameOrPassword) || d.Properties.ReasonString != "bad proof" {
