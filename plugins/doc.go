@@ -5,7 +5,9 @@
 // broker's connect, subscribe and publish gate: each decision calls the
 // plugins' hook (on_connect, on_subscribe, on_publish) in configuration
 // order, on the client's goroutine, until one answers; nil passes to the
-// next plugin and, after the last, to the listener's default. on_message and
+// next plugin and, after the last, to the listener's default. It is also
+// the auth gate (event.AuthGate) of MQTT 5 enhanced authentication: on_auth
+// answers each step of a client's exchange (auth.go). on_message and
 // on_disconnect observe the event bus off the hot path. scripts/README.md
 // is the contract for script authors.
 //

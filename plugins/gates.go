@@ -280,54 +280,60 @@ func parseConnect(r1, r2 lua.LValue) (connectAnswer, error) {
 		}
 		return connectAnswer{verdict: event.Deny, reason: reasonOf(r2)}, nil
 	case *lua.LTable:
-		var a connectAnswer
-		switch al := x.RawGetString("allow").(type) {
-		case *lua.LNilType:
-		case lua.LBool:
-			a.verdict = event.Deny
-			if al {
-				a.verdict = event.Allow
-			}
-		default:
-			return a, fmt.Errorf("on_connect returned allow = %s: want true or false", al.String())
-		}
-		a.reason = reasonOf(x.RawGetString("reason"))
-		switch c := x.RawGetString("code").(type) {
-		case *lua.LNilType:
-		case lua.LNumber:
-			if c < 0x80 || c > 0xFF || float64(c) != math.Trunc(float64(c)) {
-				return a, fmt.Errorf("on_connect returned code = %v: want an MQTT 5 error reason code (128 to 255)", c)
-			}
-			a.code = byte(c)
-		default:
-			return a, fmt.Errorf("on_connect returned code = %s: want a number", c.String())
-		}
-		switch u := x.RawGetString("username").(type) {
-		case *lua.LNilType:
-		case lua.LString:
-			s := string(u)
-			a.username = &s
-		default:
-			return a, fmt.Errorf("on_connect returned username = %s: want a string", u.String())
-		}
-		switch at := x.RawGetString("attrs").(type) {
-		case *lua.LNilType:
-		case *lua.LTable:
-			g, err := luaconv.ToGo(at, true)
-			if err != nil {
-				return a, fmt.Errorf("on_connect returned attrs that cannot be kept: %w", err)
-			}
-			if m, ok := g.(map[string]any); ok {
-				a.attrs = m
-			} else if len(g.([]any)) > 0 {
-				return a, errors.New("on_connect returned attrs as a list: want a table of named values")
-			}
-		default:
-			return a, fmt.Errorf("on_connect returned attrs = %s: want a table", at.String())
-		}
-		return a, nil
+		return parseConnectTable(hookConnect, x)
 	}
 	return connectAnswer{}, fmt.Errorf("on_connect returned a %s: want nil, true, false or a table", r1.Type())
+}
+
+// parseConnectTable reads the table answer of on_connect (and on_auth):
+// {allow=, reason=, code=, username=, attrs=}.
+func parseConnectTable(h hook, x *lua.LTable) (connectAnswer, error) {
+	var a connectAnswer
+	switch al := x.RawGetString("allow").(type) {
+	case *lua.LNilType:
+	case lua.LBool:
+		a.verdict = event.Deny
+		if al {
+			a.verdict = event.Allow
+		}
+	default:
+		return a, fmt.Errorf("%s returned allow = %s: want true or false", h, al.String())
+	}
+	a.reason = reasonOf(x.RawGetString("reason"))
+	switch c := x.RawGetString("code").(type) {
+	case *lua.LNilType:
+	case lua.LNumber:
+		if c < 0x80 || c > 0xFF || float64(c) != math.Trunc(float64(c)) {
+			return a, fmt.Errorf("%s returned code = %v: want an MQTT 5 error reason code (128 to 255)", h, c)
+		}
+		a.code = byte(c)
+	default:
+		return a, fmt.Errorf("%s returned code = %s: want a number", h, c.String())
+	}
+	switch u := x.RawGetString("username").(type) {
+	case *lua.LNilType:
+	case lua.LString:
+		s := string(u)
+		a.username = &s
+	default:
+		return a, fmt.Errorf("%s returned username = %s: want a string", h, u.String())
+	}
+	switch at := x.RawGetString("attrs").(type) {
+	case *lua.LNilType:
+	case *lua.LTable:
+		g, err := luaconv.ToGo(at, true)
+		if err != nil {
+			return a, fmt.Errorf("%s returned attrs that cannot be kept: %w", h, err)
+		}
+		if m, ok := g.(map[string]any); ok {
+			a.attrs = m
+		} else if len(g.([]any)) > 0 {
+			return a, fmt.Errorf("%s returned attrs as a list: want a table of named values", h)
+		}
+	default:
+		return a, fmt.Errorf("%s returned attrs = %s: want a table", h, at.String())
+	}
+	return a, nil
 }
 
 func (in *instance) subscribe(ctx context.Context, c *event.Client, sub *event.Subscription) subscribeAnswer {

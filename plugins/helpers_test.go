@@ -154,14 +154,21 @@ type v5 struct {
 // (a refused CONNECT is an error with the CONNACK set).
 func dialV5(t testing.TB, addr string, cp *paho.Connect) (*v5, *paho.Connack, error) {
 	t.Helper()
+	return dialV5Auth(t, addr, cp, nil)
+}
+
+// dialV5Auth is dialV5 with an MQTT 5 enhanced authentication handler.
+func dialV5Auth(t testing.TB, addr string, cp *paho.Connect, auth paho.Auther) (*v5, *paho.Connack, error) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &v5{msgs: make(chan *paho.Publish, 1000)}
 	c.Client = paho.NewClient(paho.ClientConfig{
-		ClientID: cp.ClientID,
-		Conn:     conn,
+		ClientID:    cp.ClientID,
+		Conn:        conn,
+		AuthHandler: auth,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.msgs <- pr.Packet
 			return true, nil

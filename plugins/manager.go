@@ -444,14 +444,14 @@ func (m *Manager) newInstance(c conf.Plugin, s *script) (*instance, error) {
 	for h := range numHooks {
 		in.hooks[h] = first.fns[h] != nil
 	}
-	if !in.has(hookConnect) && !in.has(hookSubscribe) && !in.has(hookPublish) && !in.has(hookMessage) && !in.has(hookDisconnect) {
+	if !in.has(hookConnect) && !in.has(hookSubscribe) && !in.has(hookPublish) && !in.has(hookAuth) && !in.has(hookMessage) && !in.has(hookDisconnect) {
 		lg.Warn("plugin defines no hook: it will never be called", "script", c.Script, "hooks", hookNames)
 	}
 	if (in.has(hookMessage) || in.has(hookDisconnect)) && m.opts.Bus == nil {
 		lg.Warn("plugin defines observers but the runtime has no event bus: on_message and on_disconnect will not run")
 		in.hooks[hookMessage], in.hooks[hookDisconnect] = false, false
 	}
-	if in.has(hookConnect) || in.has(hookSubscribe) || in.has(hookPublish) {
+	if in.has(hookConnect) || in.has(hookSubscribe) || in.has(hookPublish) || in.has(hookAuth) {
 		in.gates = newPool(in, "gate", c.Pool)
 		in.gates.put(first)
 		first = nil

@@ -23,18 +23,19 @@ const (
 	hookConnect hook = iota
 	hookSubscribe
 	hookPublish
+	hookAuth
 	hookMessage
 	hookDisconnect
 	numHooks
 )
 
-var hookNames = [numHooks]string{"on_connect", "on_subscribe", "on_publish", "on_message", "on_disconnect"}
+var hookNames = [numHooks]string{"on_connect", "on_subscribe", "on_publish", "on_auth", "on_message", "on_disconnect"}
 
 func (h hook) String() string { return hookNames[h] }
 
 // isGate reports whether the hook decides (on the client's goroutine)
 // rather than observes.
-func (h hook) isGate() bool { return h <= hookPublish }
+func (h hook) isGate() bool { return h <= hookAuth }
 
 // epoch anchors the runtime's clock: durations since it are read from the
 // monotonic clock alone, which costs half of time.Now on virtual machines,

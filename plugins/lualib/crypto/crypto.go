@@ -6,6 +6,7 @@
 //	crypto.hmac_sha256(key, message)      -- hex MAC
 //	crypto.bcrypt_verify(hash, password)  -- true or false
 //	crypto.constant_time_eq(a, b)         -- compares secrets without leaking timing
+//	crypto.random(n)                      -- n random bytes (1 to 1024), for nonces and salts
 //	crypto.hex_encode(s), crypto.hex_decode(s)
 //	crypto.base64_encode(s), crypto.base64_decode(s)  -- standard alphabet, padded
 //	crypto.base64url_encode(s), crypto.base64url_decode(s)  -- URL alphabet, unpadded
@@ -15,6 +16,7 @@ package crypto
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -38,6 +40,7 @@ func Loader(L *lua.LState) int {
 		"hmac_sha256":      hmacSHA256,
 		"bcrypt_verify":    bcryptVerify,
 		"constant_time_eq": constantTimeEq,
+		"random":           random,
 		"hex_encode":       encoder(hex.EncodeToString),
 		"hex_decode":       decoder("hex", hex.DecodeString),
 		"base64_encode":    encoder(base64.StdEncoding.EncodeToString),
@@ -74,6 +77,20 @@ func bcryptVerify(L *lua.LState) int {
 func constantTimeEq(L *lua.LState) int {
 	a, b := L.CheckString(1), L.CheckString(2)
 	L.Push(lua.LBool(subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1))
+	return 1
+}
+
+// maxRandom bounds crypto.random: nonces and salts, not bulk data.
+const maxRandom = 1024
+
+func random(L *lua.LState) int {
+	n := L.CheckInt(1)
+	if n < 1 || n > maxRandom {
+		L.ArgError(1, fmt.Sprintf("want 1 to %d bytes, got %d", maxRandom, n))
+	}
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	L.Push(lua.LString(b))
 	return 1
 }
 

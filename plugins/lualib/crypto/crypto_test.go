@@ -67,3 +67,18 @@ func TestBcryptVerify(t *testing.T) {
 		t.Errorf("malformed hash: %s, want false", got)
 	}
 }
+
+func TestRandom(t *testing.T) {
+	if got := run(t, `local a, b = crypto.random(16), crypto.random(16) return #a, #b, a ~= b, #crypto.random(1024)`); got != "16 16 true 1024" {
+		t.Errorf("random: %s, want 16 16 true 1024", got)
+	}
+	for _, n := range []string{"0", "1025", "-1"} {
+		L := lua.NewState()
+		L.PreloadModule(Name, Loader)
+		err := L.DoString(`require("crypto").random(` + n + `)`)
+		L.Close()
+		if err == nil || !strings.Contains(err.Error(), "want 1 to 1024 bytes") {
+			t.Errorf("random(%s): %v, want an argument error", n, err)
+		}
+	}
+}
