@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -128,15 +127,6 @@ func benchPublish(b *testing.B, qos byte, cfgs []conf.Plugin) {
 			b.Fatalf("%s: %+v: the hook failed or denied during the benchmark", ps.Name, hs)
 		}
 	}
-}
-
-// cpuTime returns the CPU time (user and system) the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkOnPublish measures the gate alone, without the network: the

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -176,44 +175,12 @@ type selfClock struct {
 	cpu   float64
 }
 
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
-}
-
 func startSelfClock() selfClock { return selfClock{start: time.Now(), cpu: selfCPU()} }
 
 func (c selfClock) finish() *procUsage {
 	u := &procUsage{PID: os.Getpid(), CPUSeconds: selfCPU() - c.cpu, WallSecs: time.Since(c.start).Seconds()}
 	u.fill()
 	return u
-}
-
-// raiseNoFile makes room for n more open files, raising the soft limit
-// (and the hard one when allowed) as needed.
-func raiseNoFile(n int) error {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return fmt.Errorf("read RLIMIT_NOFILE: %w", err)
-	}
-	need := uint64(n) + 256
-	if rl.Cur >= need {
-		return nil
-	}
-	want := rl
-	want.Cur = need
-	if want.Max < need {
-		want.Max = need
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-		return fmt.Errorf("%d connections need RLIMIT_NOFILE %d, the limit is %d (hard %d) and raising it failed: %w (try ulimit -n)",
-			n, need, rl.Cur, rl.Max, err)
-	}
-	return nil
 }
 
 // machineTicks reads the busy and total CPU time of the whole machine
