@@ -87,6 +87,15 @@ type webResult struct {
 // RESULT.
 func runNode(t *testing.T, node, script string, env ...string) webResult {
 	t.Helper()
+	var res webResult
+	runNodeInto(t, &res, node, script, env...)
+	return res
+}
+
+// runNodeInto runs a script of testdata/browser with env added and decodes
+// its RESULT line into res.
+func runNodeInto(t *testing.T, res any, node, script string, env ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, script)
@@ -95,21 +104,20 @@ func runNode(t *testing.T, node, script string, env ...string) webResult {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	var res *webResult
+	found := false
 	sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
 	for sc.Scan() {
 		if line, ok := strings.CutPrefix(sc.Text(), "RESULT "); ok {
-			res = new(webResult)
+			found = true
 			if jerr := json.Unmarshal([]byte(line), res); jerr != nil {
 				t.Fatalf("%s: bad RESULT line %q: %v", script, line, jerr)
 			}
 		}
 	}
-	if err != nil || res == nil {
+	if err != nil || !found {
 		t.Fatalf("node %s: %v\n%s", script, err, out.String())
 	}
 	t.Logf("node %s:\n%s", script, out.String())
-	return *res
 }
 
 // checkWebResult asserts the scenario went through.
