@@ -134,3 +134,5 @@ func parseAuth(r1, r2 lua.LValue) (event.AuthDecision, error) {
 	}
 	return event.AuthDecision{}, fmt.Errorf("on_auth returned a %s: want nil, true, false or a table", r1.Type())
 }
+
+var _ event.AuthGate = (*Manager)(nil)
