@@ -211,6 +211,20 @@ func (s *Server) capExpiry(e uint32) uint32 {
 	return e
 }
 
+// refusal is the reason code and reason of a gate's refusal: 0x87 not
+// authorized unless the gate gave an error code, dflt unless it gave a
+// reason.
+func refusal(code byte, why, dflt string) (packet.ReasonCode, string) {
+	rc := packet.ReasonCode(code)
+	if rc < 0x80 {
+		rc = packet.NotAuthorized
+	}
+	if why == "" {
+		why = dflt
+	}
+	return rc, why
+}
+
 // connectRequest is the CONNECT as the gates see it.
 func (c *client) connectRequest(cp *packet.Connect) *event.ConnectRequest {
 	req := &event.ConnectRequest{Client: c.info, Password: cp.Password, HasPassword: cp.PasswordFlag, AuthMethod: cp.Props.AuthMethod}
@@ -244,14 +258,7 @@ func (c *client) authenticate(cp *packet.Connect, username string) error {
 		case event.Allow:
 			return nil
 		case event.Deny, event.Drop:
-			code := packet.ReasonCode(d.Code)
-			if code < 0x80 {
-				code = packet.NotAuthorized
-			}
-			why := d.Reason
-			if why == "" {
-				why = "refused by plugin"
-			}
+			code, why := refusal(d.Code, d.Reason, "refused by plugin")
 			c.log.Info("connection refused", "reason", why, "code", code)
 			return c.refuse(code, why)
 		}

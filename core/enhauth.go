@@ -118,15 +118,7 @@ func (c *client) authenticateEnhanced(cp *packet.Connect, req *event.ConnectRequ
 
 // authRefusal is the reason code and reason of a refusing decision.
 func authRefusal(d event.AuthDecision) (packet.ReasonCode, string) {
-	code := packet.ReasonCode(d.Code)
-	if code < 0x80 {
-		code = packet.NotAuthorized
-	}
-	why := d.Reason
-	if why == "" {
-		why = "authentication failed"
-	}
-	return code, why
+	return refusal(d.Code, d.Reason, "authentication failed")
 }
 
 // handleAuth handles an AUTH from a connected client: the start or a step

@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -112,40 +111,10 @@ func startAuthServer(t *testing.T, opts core.Options) (*core.Server, string, *au
 	return s, addr, g
 }
 
-// dialAuth connects a paho v5 client that authenticates with auth.
-func dialAuth(t *testing.T, addr string, cp *paho.Connect, auth paho.Auther) (*v5, *paho.Connack, error) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &v5{msgs: make(chan *paho.Publish, 100), disc: make(chan *paho.Disconnect, 1)}
-	c.Client = paho.NewClient(paho.ClientConfig{
-		ClientID:    cp.ClientID,
-		Conn:        conn,
-		AuthHandler: auth,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			c.msgs <- pr.Packet
-			return true, nil
-		}},
-		OnServerDisconnect: func(d *paho.Disconnect) { c.disc <- d },
-		OnClientError:      func(error) {},
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	ack, err := c.Connect(ctx, cp)
-	if err == nil {
-		t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	} else {
-		conn.Close()
-	}
-	return c, ack, err
-}
-
 func TestEnhancedAuthChallengeResponse(t *testing.T) {
 	s, addr, g := startAuthServer(t, core.Options{})
 	h := newHMACClient(testSecret)
-	c, ack, err := dialAuth(t, addr, &paho.Connect{ClientID: "hmac-1", CleanStart: true,
+	c, ack, err := dialV5With(t, addr, &paho.Connect{ClientID: "hmac-1", CleanStart: true,
 		Properties: &paho.ConnectProperties{AuthMethod: hmacMethod, AuthData: []byte("alice")}}, h)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -179,7 +148,7 @@ func TestEnhancedAuthChallengeResponse(t *testing.T) {
 
 func TestEnhancedAuthOneStep(t *testing.T) {
 	s, addr, _ := startAuthServer(t, core.Options{})
-	_, ack, err := dialAuth(t, addr, &paho.Connect{ClientID: "tok-1", CleanStart: true,
+	_, ack, err := dialV5With(t, addr, &paho.Connect{ClientID: "tok-1", CleanStart: true,
 		Properties: &paho.ConnectProperties{AuthMethod: oneStep, AuthData: []byte("good-token")}}, newHMACClient(""))
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +173,7 @@ func TestEnhancedAuthRefused(t *testing.T) {
 		{"method nobody offers", "SCRAM-SHA-1", "n,,n=user", "", byte(packet.BadAuthenticationMethod), `authentication method "SCRAM-SHA-1" is not supported`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, ack, err := dialAuth(t, addr, &paho.Connect{ClientID: "refused", CleanStart: true,
+			_, ack, err := dialV5With(t, addr, &paho.Connect{ClientID: "refused", CleanStart: true,
 				Properties: &paho.ConnectProperties{AuthMethod: tc.method, AuthData: []byte(tc.data)}}, newHMACClient(tc.secret))
 			if err == nil {
 				t.Fatal("connected")
@@ -225,7 +194,7 @@ func TestEnhancedAuthRefused(t *testing.T) {
 func TestEnhancedAuthReauthenticate(t *testing.T) {
 	_, addr, g := startAuthServer(t, core.Options{})
 	h := newHMACClient(testSecret)
-	c, _, err := dialAuth(t, addr, &paho.Connect{ClientID: "re-1", CleanStart: true,
+	c, _, err := dialV5With(t, addr, &paho.Connect{ClientID: "re-1", CleanStart: true,
 		Properties: &paho.ConnectProperties{AuthMethod: hmacMethod, AuthData: []byte("carol")}}, h)
 	if err != nil {
 		t.Fatal(err)

@@ -175,14 +175,26 @@ type v5 struct {
 
 func dialV5(t testing.TB, addr string, cp *paho.Connect) (*v5, *paho.Connack) {
 	t.Helper()
+	c, ack, err := dialV5With(t, addr, cp, nil)
+	if err != nil {
+		t.Fatalf("v5 connect %q: %v", cp.ClientID, err)
+	}
+	return c, ack
+}
+
+// dialV5With connects with an MQTT 5 enhanced authentication handler (or
+// nil) and returns the CONNACK and the error of a refused connect.
+func dialV5With(t testing.TB, addr string, cp *paho.Connect, auth paho.Auther) (*v5, *paho.Connack, error) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &v5{msgs: make(chan *paho.Publish, 1000), disc: make(chan *paho.Disconnect, 1)}
 	c.Client = paho.NewClient(paho.ClientConfig{
-		ClientID: cp.ClientID,
-		Conn:     conn,
+		ClientID:    cp.ClientID,
+		Conn:        conn,
+		AuthHandler: auth,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.msgs <- pr.Packet
 			return true, nil
@@ -194,10 +206,11 @@ func dialV5(t testing.TB, addr string, cp *paho.Connect) (*v5, *paho.Connack) {
 	defer cancel()
 	ack, err := c.Connect(ctx, cp)
 	if err != nil {
-		t.Fatalf("v5 connect %q: %v", cp.ClientID, err)
+		conn.Close()
+		return nil, ack, err
 	}
 	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return c, ack
+	return c, ack, nil
 }
 
 func (c *v5) subscribe(t testing.TB, opts ...paho.SubscribeOptions) *paho.Suback {

@@ -285,19 +285,27 @@ func parseConnect(r1, r2 lua.LValue) (connectAnswer, error) {
 	return connectAnswer{}, fmt.Errorf("on_connect returned a %s: want nil, true, false or a table", r1.Type())
 }
 
+// parseAllow reads a table answer's allow: Pass when absent.
+func parseAllow(h hook, x *lua.LTable) (event.Verdict, error) {
+	switch al := x.RawGetString("allow").(type) {
+	case *lua.LNilType:
+		return event.Pass, nil
+	case lua.LBool:
+		if al {
+			return event.Allow, nil
+		}
+		return event.Deny, nil
+	}
+	return event.Pass, fmt.Errorf("%s returned allow = %s: want true or false", h, x.RawGetString("allow").String())
+}
+
 // parseConnectTable reads the table answer of on_connect (and on_auth):
 // {allow=, reason=, code=, username=, attrs=}.
 func parseConnectTable(h hook, x *lua.LTable) (connectAnswer, error) {
 	var a connectAnswer
-	switch al := x.RawGetString("allow").(type) {
-	case *lua.LNilType:
-	case lua.LBool:
-		a.verdict = event.Deny
-		if al {
-			a.verdict = event.Allow
-		}
-	default:
-		return a, fmt.Errorf("%s returned allow = %s: want true or false", h, al.String())
+	var err error
+	if a.verdict, err = parseAllow(h, x); err != nil {
+		return a, err
 	}
 	a.reason = reasonOf(x.RawGetString("reason"))
 	switch c := x.RawGetString("code").(type) {
@@ -429,15 +437,10 @@ func parseSubscribe(r1, r2 lua.LValue) (subscribeAnswer, error) {
 		default:
 			return a, fmt.Errorf("on_subscribe returned qos = %s: want a number", q.String())
 		}
-		switch al := x.RawGetString("allow").(type) {
-		case *lua.LNilType:
-		case lua.LBool:
-			a.verdict = event.Deny
-			if al {
-				a.verdict = event.Allow
-			}
-		default:
-			return a, fmt.Errorf("on_subscribe returned allow = %s: want true or false", al.String())
+		if v, err := parseAllow(hookSubscribe, x); err != nil {
+			return a, err
+		} else if v != event.Pass {
+			a.verdict = v
 		}
 		return a, nil
 	}
