@@ -124,13 +124,16 @@ type Listener struct {
 
 // Auth configures the built-in authenticator.
 type Auth struct {
-	Users []User `toml:"user"`
+	// PasswordFile is a password file in mosquitto_passwd's format
+	// ("user:hash" lines; see core/passwd), read at start and on reload.
+	PasswordFile string `toml:"password_file,omitempty"`
+	Users        []User `toml:"user"`
 }
 
 // User is one [[auth.user]].
 type User struct {
 	Username     string `toml:"username"`
-	PasswordHash string `toml:"password_hash"` // bcrypt
+	PasswordHash string `toml:"password_hash"` // bcrypt, or mosquitto_passwd's $7$ / $6$
 }
 
 // Persistence configures the broker state store (sessions, queues, retained).

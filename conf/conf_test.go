@@ -238,6 +238,15 @@ func TestDefaultFile(t *testing.T) {
 func TestDefaultFileExamples(t *testing.T) {
 	example := regexp.MustCompile(`(?m)^# (\[\[?[a-z][a-z._]*\]\]?$|[a-z_]+ = )`)
 	src := example.ReplaceAllString(string(defaultFile), "$1")
+	// The example password file, made for the test.
+	pw := filepath.Join(t.TempDir(), "users.pw")
+	if err := os.WriteFile(pw, []byte("bob:$6$opt1/RM8XHeFBXh3$Xxx+3h1f+GEuV7w6SJau3x/nijJbNxW2bmaroE5u7U9gjiuzd0yV8CagIL2Y0CjCdwXwYlKZQQxAmLhtksz7IA==\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(src, `password_file = "users.pw"`) {
+		t.Fatal("tide.toml lacks the password_file example")
+	}
+	src = strings.Replace(src, `password_file = "users.pw"`, `password_file = "`+pw+`"`, 1)
 	c, err := parse("tide.toml", []byte(src), true)
 	if err != nil {
 		t.Fatalf("tide.toml with its examples:\n%v\n%s", err, src)
@@ -431,7 +440,9 @@ func TestValidation(t *testing.T) {
 		{"ws origin", "[[listener]]\ntype = \"ws\"\nallowed_origins = [\"a\", \"\"]", `t.toml:3: listener[0].allowed_origins[1]: empty origin`},
 
 		{"user name", "[[auth.user]]\npassword_hash = \"" + hash + "\"", `t.toml:1: auth.user[0].username: missing (required)`},
-		{"user hash prefix", "[[auth.user]]\nusername = \"a\"\npassword_hash = \"secret\"", `t.toml:3: auth.user[0].password_hash: not a bcrypt hash: must start with "$2a$", "$2b$" or "$2y$"`},
+		{"user hash prefix", "[[auth.user]]\nusername = \"a\"\npassword_hash = \"secret\"", `t.toml:3: auth.user[0].password_hash: unknown hash format: want bcrypt ("$2a$", "$2b$", "$2y$") or mosquitto_passwd ("$7$", "$6$")`},
+		{"user hash mosquitto", "[[auth.user]]\nusername = \"a\"\npassword_hash = \"$7$101$c2FsdA==$AAAA\"",
+			`t.toml:3: auth.user[0].password_hash: not a valid Mosquitto sha512-pbkdf2 hash: the hash is not 64 bytes in base64`},
 		{"user hash short", "[[auth.user]]\nusername = \"a\"\npassword_hash = \"$2b$10$abc\"", `t.toml:3: auth.user[0].password_hash: not a valid bcrypt hash: hashedSecret too short to be a bcrypted password`},
 		{"user duplicate", "[[auth.user]]\nusername = \"a\"\npassword_hash = \"" + hash + "\"\n[[auth.user]]\nusername = \"a\"\npassword_hash = \"" + hash + "\"",
 			`t.toml:5: auth.user[1].username: duplicate name "a" (also used by auth.user[0].username)`},
@@ -653,4 +664,41 @@ headers = { Authorization = "Bearer t" }
 			t.Errorf("WriteTOML of Default lacks the sqlite options:\n%s", out.String())
 		}
 	})
+}
+
+// [auth] password_file is read while validating: its problems come with the
+// config's line and key and the password file's own line; a user both in
+// the file and in [[auth.user]] is an error.
+func TestPasswordFile(t *testing.T) {
+	const hash = "$7$101$0TArXXNeae+K+/lU$rQWECzWL4IjhSKMAoxeJNh1yCKauJeny8OOZ6wVrIn2AF2+mgFiLOPs7bxdu13a9IWbcV85fmJvaEx3mb0jOog=="
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.pw")
+	bad := filepath.Join(dir, "bad.pw")
+	if err := os.WriteFile(good, []byte("alice:"+hash+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("alice:"+hash+"\nbob:hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("t.toml", []byte("[auth]\npassword_file = \""+good+"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth.PasswordFile != good {
+		t.Errorf("password_file = %q", cfg.Auth.PasswordFile)
+	}
+	for _, tt := range []struct{ name, src, want string }{
+		{"bad line", "[auth]\npassword_file = \"" + bad + "\"",
+			`t.toml:2: auth.password_file: ` + bad + `:2: user "bob": the password is not hashed (mosquitto_passwd -U hashes a file of plain passwords)`},
+		{"missing", "[auth]\npassword_file = \"" + dir + "/nope.pw\"",
+			`t.toml:2: auth.password_file: open ` + dir + `/nope.pw: no such file or directory`},
+		{"also in auth.user", "[auth]\npassword_file = \"" + good + "\"\n[[auth.user]]\nusername = \"alice\"\npassword_hash = \"" + hash + "\"",
+			`t.toml:4: auth.user[0].username: user "alice" is also in the password file (` + good + `:1)`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := errString(t, tt.src); got != tt.want {
+				t.Errorf("errors:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
 }

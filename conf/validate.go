@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
-	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tidemq/tide/core/passwd"
 )
 
 // cronParser reads the five-field expressions of [[job]] cron.
@@ -197,21 +198,7 @@ func (c *Config) validate(ck *checker) {
 
 	c.validateListeners(ck)
 
-	users := map[string]string{}
-	for i, u := range c.Auth.Users {
-		key := fmt.Sprintf("auth.user[%d]", i)
-		if ck.required(key+".username", u.Username) {
-			ck.unique(key+".username", u.Username, users)
-		}
-		if !ck.required(key+".password_hash", u.PasswordHash) {
-			continue
-		}
-		if !strings.HasPrefix(u.PasswordHash, "$2a$") && !strings.HasPrefix(u.PasswordHash, "$2b$") && !strings.HasPrefix(u.PasswordHash, "$2y$") {
-			ck.add(key+".password_hash", `not a bcrypt hash: must start with "$2a$", "$2b$" or "$2y$"`)
-		} else if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
-			ck.add(key+".password_hash", "not a valid bcrypt hash: %s", strings.TrimPrefix(err.Error(), "crypto/bcrypt: "))
-		}
-	}
+	c.validateAuth(ck)
 
 	p := c.Persistence
 	ck.oneOf("persistence.sync", p.Sync, "always", "periodic", "never")
@@ -326,6 +313,46 @@ var (
 	tlsKeys = []string{"cert_file", "key_file", "ca_file", "require_client_cert", "min_version", "username_from"}
 	wsKeys  = []string{"path", "allowed_origins"}
 )
+
+// validateAuth checks the built-in users: [[auth.user]] and the password
+// file, which is read here so that its problems come with its line numbers.
+func (c *Config) validateAuth(ck *checker) {
+	users := map[string]string{}
+	for i, u := range c.Auth.Users {
+		key := fmt.Sprintf("auth.user[%d]", i)
+		if ck.required(key+".username", u.Username) {
+			ck.unique(key+".username", u.Username, users)
+		}
+		if ck.required(key+".password_hash", u.PasswordHash) {
+			if err := passwd.Check(u.PasswordHash); err != nil {
+				ck.add(key+".password_hash", "%v", err)
+			}
+		}
+	}
+	if c.Auth.PasswordFile == "" {
+		return
+	}
+	entries, err := passwd.ReadFile(c.Auth.PasswordFile)
+	for _, e := range multiErrors(err) {
+		ck.add("auth.password_file", "%v", e)
+	}
+	for _, e := range entries {
+		if key, dup := users[e.Username]; dup {
+			ck.add(key, "user %q is also in the password file (%s:%d)", e.Username, c.Auth.PasswordFile, e.Line)
+		}
+	}
+}
+
+// multiErrors unwraps errors.Join.
+func multiErrors(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
+}
 
 func (c *Config) validateListeners(ck *checker) {
 	names := map[string]string{}

@@ -59,6 +59,9 @@ type client struct {
 	// auth: the client authenticated with an MQTT 5 authentication method
 	// (see enhauth.go); nil otherwise.
 	auth *authState
+	// builtin: the built-in user table accepted the client, with this
+	// hash; a reload that changes it disconnects the client (SetUsers).
+	builtin atomic.Pointer[builtinLogin]
 
 	// Reader goroutine state.
 	aliases   map[uint16]string

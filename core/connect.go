@@ -264,16 +264,13 @@ func (c *client) authenticate(cp *packet.Connect, username string) error {
 		}
 	}
 	hasUser := cp.UsernameFlag || username != ""
-	if hasUser && s.authDefault != nil && s.authDefault.Len() > 0 {
-		switch s.authDefault.Check(username, cp.Password) {
+	if hasUser {
+		switch err := s.checkBuiltin(c, username, cp.Password); err {
 		case nil:
 			return nil
 		case errUnknownUser:
-			if !c.ln.opts.AllowAnonymous {
-				return c.refuse(packet.BadUserNameOrPassword, "unknown user")
-			}
 			return c.refuse(packet.BadUserNameOrPassword, "unknown user")
-		default:
+		case errBadPassword:
 			return c.refuse(packet.BadUserNameOrPassword, "bad user name or password")
 		}
 	}

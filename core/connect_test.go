@@ -1,6 +1,8 @@
 package core_test
 
 import (
+	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/tidemq/tide/core"
 	"github.com/tidemq/tide/core/packet"
+	"github.com/tidemq/tide/core/passwd"
 )
 
 func TestConnectClientIdentifierRules(t *testing.T) {
@@ -105,8 +108,20 @@ func TestConnectStaticUsersAndAnonymous(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Besides alice (bcrypt), the users of a file mosquitto_passwd wrote:
+	// bob ($6$, password hunter2) and carol ($7$, "pä:ss w0rd").
+	users := map[string]string{"alice": string(hash)}
+	entries, err := passwd.ReadFile("passwd/testdata/mosquitto.pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Username == "bob" || e.Username == "carol" {
+			users[e.Username] = e.Hash
+		}
+	}
 	s := core.New(core.Options{SysInterval: -1}, testLogger(t))
-	s.SetUsers(core.NewStaticUsers(map[string]string{"alice": string(hash)}))
+	s.SetUsers(core.NewStaticUsers(users))
 	addr, err := s.ListenTCP("127.0.0.1:0", core.ListenerOptions{Name: "closed", AllowAnonymous: false})
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +137,11 @@ func TestConnectStaticUsersAndAnonymous(t *testing.T) {
 	}{
 		{"good password", "alice", "s3cret", true, 0, packet.Success},
 		{"bad password", "alice", "nope", true, 4, packet.BadUserNameOrPassword},
-		{"unknown user", "bob", "s3cret", true, 4, packet.BadUserNameOrPassword},
+		{"mosquitto sha512", "bob", "hunter2", true, 0, packet.Success},
+		{"mosquitto sha512, bad password", "bob", "hunter3", true, 4, packet.BadUserNameOrPassword},
+		{"mosquitto pbkdf2", "carol", "pä:ss w0rd", true, 0, packet.Success},
+		{"mosquitto pbkdf2, another's password", "carol", "s3cret", true, 4, packet.BadUserNameOrPassword},
+		{"unknown user", "dave", "s3cret", true, 4, packet.BadUserNameOrPassword},
 		{"anonymous", "", "", false, 5, packet.NotAuthorized},
 	}
 	for _, c := range cases {
@@ -143,6 +162,121 @@ func TestConnectStaticUsersAndAnonymous(t *testing.T) {
 				t.Fatalf("%s v%d: CONNACK %v, want %v", c.name, v, ack.ReasonCode, want)
 			}
 		}
+	}
+}
+
+// The user table can be replaced while clients connect (a reload): later
+// CONNECTs are checked against the new one; nil leaves only the listener's
+// anonymous rule.
+func TestSetUsersWhileServing(t *testing.T) {
+	hash := func(pw string) string {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	first := core.NewStaticUsers(map[string]string{"alice": hash("one")})
+	second := core.NewStaticUsers(map[string]string{"bob": hash("two")})
+	s, addr := startServer(t, core.Options{}, core.ListenerOptions{Name: "closed"})
+	s.SetUsers(first)
+	// try returns the CONNACK's code, or nil when the connection closed
+	// first (a reload revoked the credentials between check and CONNACK).
+	try := func(user, pw string) *packet.ReasonCode {
+		r := dialRaw(t, addr, packet.V5)
+		defer r.conn.Close()
+		r.send(&packet.Connect{ProtocolLevel: packet.V5, ClientID: uid("u"), CleanStart: true,
+			UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pw)})
+		p, err := r.next(5 * time.Second)
+		switch p := p.(type) {
+		case *packet.Connack:
+			return &p.ReasonCode
+		case *packet.Disconnect:
+			return nil
+		}
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("%s: got %v, %v; want CONNACK or the end of the connection", user, p, err)
+		}
+		return nil
+	}
+	connect := func(user, pw string) packet.ReasonCode {
+		t.Helper()
+		rc := try(user, pw)
+		if rc == nil {
+			t.Fatalf("%s: connection closed without CONNACK", user)
+		}
+		return *rc
+	}
+	if rc := connect("alice", "one"); rc != packet.Success {
+		t.Fatalf("alice before the swap: %v", rc)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // swaps under the connects below (go test -race)
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.SetUsers([]*core.StaticUsers{first, second}[i%2])
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	for range 20 {
+		if rc := try("alice", "one"); rc != nil && *rc != packet.Success && *rc != packet.BadUserNameOrPassword {
+			t.Fatalf("alice during the swaps: %v", *rc)
+		}
+	}
+	close(stop)
+	<-done
+
+	// Connected clients: a reload that drops a user or changes a password
+	// disconnects them (DISCONNECT 0x98); one that keeps the hash does not.
+	s.SetUsers(first)
+	stay := func(user, pw string) *raw {
+		r := dialRaw(t, addr, packet.V5)
+		r.send(&packet.Connect{ProtocolLevel: packet.V5, ClientID: uid(user), CleanStart: true,
+			UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pw)})
+		if ack := expect[*packet.Connack](r); ack.ReasonCode != packet.Success {
+			t.Fatalf("%s: CONNACK %v", user, ack.ReasonCode)
+		}
+		return r
+	}
+	kicked := func(r *raw, who string) {
+		t.Helper()
+		if d := expect[*packet.Disconnect](r); d.ReasonCode != packet.AdministrativeAction {
+			t.Errorf("%s: DISCONNECT %v, want administrative action", who, d.ReasonCode)
+		}
+		r.expectClosed()
+	}
+	kept := func(r *raw, who string) {
+		t.Helper()
+		r.send(&packet.Pingreq{})
+		if _, ok := expect[packet.Packet](r).(*packet.Pingresp); !ok {
+			t.Errorf("%s: no PINGRESP after the reload", who)
+		}
+	}
+	alice := stay("alice", "one")
+	s.SetUsers(second)
+	kicked(alice, "alice, dropped by the reload")
+	if rc := connect("alice", "one"); rc != packet.BadUserNameOrPassword {
+		t.Errorf("alice after the swap: %v, want bad user name or password", rc)
+	}
+	bob := stay("bob", "two")
+	s.SetUsers(core.NewStaticUsers(map[string]string{"bob": second.Hash("bob"), "carol": hash("three")}))
+	kept(bob, "bob, same hash")
+	s.SetUsers(core.NewStaticUsers(map[string]string{"bob": hash("two")})) // same password, new hash
+	kicked(bob, "bob, new hash")
+	if rc := connect("bob", "two"); rc != packet.Success {
+		t.Errorf("bob after the password change: %v", rc)
+	}
+	bob = stay("bob", "two")
+	s.SetUsers(nil)
+	kicked(bob, "bob, no table on a listener without anonymous access")
+	if rc := connect("bob", "two"); rc != packet.NotAuthorized {
+		t.Errorf("bob without a table on a listener without anonymous access: %v, want not authorized", rc)
 	}
 }
 

@@ -28,7 +28,7 @@ type Server struct {
 	bus  *event.Bus
 
 	gates       atomic.Pointer[gateSet]
-	authDefault *StaticUsers
+	authDefault atomic.Pointer[StaticUsers]
 
 	subs     *topic.Trie
 	retained *topic.Retained[*Message]
@@ -132,8 +132,13 @@ func (s *Server) SetGates(c event.ConnectGate, sub event.SubscribeGate, pub even
 }
 
 // SetUsers installs the built-in user table consulted when no connect gate
-// answers. Call before Serve.
-func (s *Server) SetUsers(u *StaticUsers) { s.authDefault = u }
+// answers; nil removes it. It may be called while serving (a reload): later
+// connections use the new table, and connected clients that the old one
+// accepted with credentials the new one no longer holds are disconnected.
+func (s *Server) SetUsers(u *StaticUsers) {
+	s.authDefault.Store(u)
+	s.revoke(u)
+}
 
 // goFunc starts a goroutine tracked for Shutdown, or refuses once closing.
 func (s *Server) goFunc(f func()) bool {

@@ -3,7 +3,8 @@
 //	tide [-c FILE]            run the broker (the built-in default config without -c)
 //	tide check [-c FILE]      validate a config and print the effective one
 //	tide jobs [-c FILE]       print the status of a running broker's jobs
-//	tide passwd               read a password on stdin, print its bcrypt hash
+//	tide passwd [USER]        read a password on stdin, print its bcrypt hash
+//	                          (with USER, a "USER:hash" line for [auth] password_file)
 //	tide version              print the version
 package main
 
@@ -87,7 +88,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "passwd":
-		return passwd(stdin, stdout, stderr)
+		return passwdCmd(fs.Args(), stdin, stdout, stderr)
 	case "jobs":
 		cfg, err := loadConfig(cfgPath)
 		if err != nil {
@@ -158,9 +159,22 @@ func loadConfig(path string) (*conf.Config, error) {
 	return conf.Load(path)
 }
 
-// passwd prints the bcrypt hash of the password read from stdin, for
-// [[auth.user]] password_hash.
-func passwd(stdin io.Reader, stdout, stderr io.Writer) int {
+// passwdCmd prints the bcrypt hash of the password read from stdin, for
+// [[auth.user]] password_hash, or given a user name a "user:hash" line for
+// [auth] password_file.
+func passwdCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	user := ""
+	switch {
+	case len(args) > 1:
+		fmt.Fprintln(stderr, "tide passwd: at most one argument, the user name")
+		return 2
+	case len(args) == 1:
+		user = args[0]
+		if user == "" || strings.Contains(user, ":") {
+			fmt.Fprintln(stderr, "tide passwd: a user name is not empty and holds no colon")
+			return 2
+		}
+	}
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		fmt.Fprintln(stderr, "tide passwd:", err)
@@ -175,6 +189,10 @@ func passwd(stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "tide passwd:", err)
 		return 1
+	}
+	if user != "" {
+		fmt.Fprintf(stdout, "%s:%s\n", user, h)
+		return 0
 	}
 	fmt.Fprintln(stdout, string(h))
 	return 0

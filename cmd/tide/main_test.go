@@ -103,6 +103,13 @@ func TestVersionAndPasswd(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "$2a$") {
 		t.Fatalf("passwd: %q %v", out, err)
 	}
+	for _, args := range [][]string{{"a", "b"}, {"a:b"}, {""}} {
+		cmd := exec.Command(tideBin, append([]string{"passwd"}, args...)...)
+		cmd.Stdin = strings.NewReader("s3cret\n")
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "tide passwd: ") {
+			t.Errorf("passwd %q: %v %q, want a usage error", args, err, out)
+		}
+	}
 }
 
 // logs maps a started broker to the file holding its log.

@@ -15,6 +15,7 @@ import (
 	"github.com/tidemq/tide/core"
 	"github.com/tidemq/tide/core/admin"
 	"github.com/tidemq/tide/core/listener"
+	"github.com/tidemq/tide/core/passwd"
 	"github.com/tidemq/tide/core/persist"
 	"github.com/tidemq/tide/datastore"
 	"github.com/tidemq/tide/plugins"
@@ -78,13 +79,11 @@ func start(cfgPath string, cfg *conf.Config, log *slog.Logger) (a *app, err erro
 		}
 	}()
 	a.srv = core.New(coreOptions(cfg.MQTT), log.With("component", "broker"))
-	if len(cfg.Auth.Users) > 0 {
-		users := map[string]string{}
-		for _, u := range cfg.Auth.Users {
-			users[u.Username] = u.PasswordHash
-		}
-		a.srv.SetUsers(core.NewStaticUsers(users))
+	users, err := builtinUsers(cfg.Auth)
+	if err != nil {
+		return a, err
 	}
+	a.srv.SetUsers(users)
 
 	if p := cfg.Persistence; p.Enabled {
 		be, err := persist.OpenBolt(p.Dir)
@@ -189,6 +188,28 @@ func (a *app) setGates(n int) {
 	}
 }
 
+// builtinUsers is the user table of [[auth.user]] and the password file, or
+// nil when there are none.
+func builtinUsers(c conf.Auth) (*core.StaticUsers, error) {
+	users := map[string]string{}
+	if c.PasswordFile != "" {
+		entries, err := passwd.ReadFile(c.PasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			users[e.Username] = e.Hash
+		}
+	}
+	for _, u := range c.Users {
+		users[u.Username] = u.PasswordHash
+	}
+	if len(users) == 0 {
+		return nil, nil
+	}
+	return core.NewStaticUsers(users), nil
+}
+
 // reload is SIGHUP and POST /api/reload: the config file is read again;
 // plugins, jobs and aggregates are reloaded from it (a script that fails to
 // compile keeps the old version running), and TLS certificates are read
@@ -199,9 +220,15 @@ func (a *app) reload() error {
 	if a.cfgPath != "" {
 		next, err := conf.Load(a.cfgPath)
 		if err != nil {
+			a.log.Error("reload refused: the config has errors, nothing reloaded", "err", err)
 			return fmt.Errorf("reload: %w (nothing reloaded)", err)
 		}
 		cfg = next
+	}
+	if users, err := builtinUsers(cfg.Auth); err != nil {
+		errs = append(errs, fmt.Errorf("users: %w", err))
+	} else {
+		a.srv.SetUsers(users)
 	}
 	if err := a.plugins.Reload(cfg.Plugins); err != nil {
 		errs = append(errs, fmt.Errorf("plugins: %w", err))
