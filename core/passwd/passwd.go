@@ -26,10 +26,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// maxIterations bounds the PBKDF2 work one CONNECT can cost (Mosquitto
-// writes 101; a file with a huge count would make every check a denial of
-// service).
-const maxIterations = 1_000_000
+// maxIterations and maxBcryptCost bound the work one CONNECT can cost
+// (Mosquitto writes 101 iterations, `tide passwd` cost 10): a huge one
+// would make every check, and the start, a denial of service.
+const (
+	maxIterations = 1_000_000
+	maxBcryptCost = 16
+)
 
 // maxFileSize bounds a password file (a million users take about 150 MB);
 // a variable for the test.
@@ -45,8 +48,12 @@ type parsed struct {
 func parse(hash string) (parsed, error) {
 	switch {
 	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
 			return parsed{}, fmt.Errorf("not a valid bcrypt hash: %s", strings.TrimPrefix(err.Error(), "crypto/bcrypt: "))
+		}
+		if cost > maxBcryptCost {
+			return parsed{}, fmt.Errorf("bcrypt cost %d: at most %d (each step doubles the time of every CONNECT's check; 10 takes about 50 ms)", cost, maxBcryptCost)
 		}
 		return parsed{bcrypt: []byte(hash)}, nil
 	case strings.HasPrefix(hash, "$6$"):

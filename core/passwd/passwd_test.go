@@ -101,6 +101,7 @@ func TestReadFileErrors(t *testing.T) {
 		"many:$7$99999999$0TArXXNeae+K+/lU$" + good[len("$7$101$0TArXXNeae+K+/lU$"):],
 		"fields:$6$onlysalt",
 		"crypt:$2b$10$tooshort",
+		"slow:$2a$17$V4icbocLmpVZTRQOkwo3hekvpQqLuzMSI.lfG2Ejdn6QWqpl8x/MS",
 		"alice:" + good,
 		"   ",
 		" crlf :" + good + " \r",
@@ -110,8 +111,8 @@ func TestReadFileErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries, err := ReadFile(f)
-	if len(entries) != 2 || entries[0].Username != "alice" || entries[1].Username != "crlf" || entries[1].Line != 15 {
-		t.Errorf("entries %+v, want alice (line 2) and crlf (line 15)", entries)
+	if len(entries) != 2 || entries[0].Username != "alice" || entries[1].Username != "crlf" || entries[1].Line != 16 {
+		t.Errorf("entries %+v, want alice (line 2) and crlf (line 16)", entries)
 	}
 	want := []string{
 		f + `:3: want "username:hash"`,
@@ -124,7 +125,8 @@ func TestReadFileErrors(t *testing.T) {
 		f + `:10: user "many": not a valid Mosquitto sha512-pbkdf2 hash: iterations "99999999"`,
 		f + `:11: user "fields": not a valid Mosquitto sha512 hash: want "$6$salt$hash"`,
 		f + `:12: user "crypt": not a valid bcrypt hash`,
-		f + `:13: user "alice" again (also on line 2)`,
+		f + `:13: user "slow": bcrypt cost 17: at most 16`,
+		f + `:14: user "alice" again (also on line 2)`,
 	}
 	var got []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
