@@ -2,7 +2,6 @@ package core
 
 import (
 	"errors"
-	"strings"
 
 	"github.com/tidemq/tide/core/packet"
 	"github.com/tidemq/tide/core/passwd"
@@ -25,31 +24,14 @@ func NewStaticUsers(hashes map[string]string) *StaticUsers {
 	var common string
 	for name, h := range hashes {
 		u.hashes[name] = h
-		k := hashKind(h)
+		k := passwd.Kind(h)
 		kinds[k]++
-		if common == "" || kinds[k] > kinds[hashKind(common)] {
+		if common == "" || kinds[k] > kinds[passwd.Kind(common)] {
 			common = h
 		}
 	}
 	u.decoy = passwd.Decoy(common)
 	return u
-}
-
-// hashKind is what makes two hashes cost the same to check: the format
-// and its cost, "$2a$10$" or "$7$101$" (up to the third "$"), or "$6$".
-func hashKind(h string) string {
-	if strings.HasPrefix(h, "$6$") {
-		return "$6$"
-	}
-	n := 0
-	for i := range len(h) {
-		if h[i] == '$' {
-			if n++; n == 3 {
-				return h[:i+1]
-			}
-		}
-	}
-	return h
 }
 
 // Hash returns a user's password hash, or "" for an unknown user.

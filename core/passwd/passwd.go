@@ -123,6 +123,23 @@ func (p parsed) verify(password []byte) bool {
 	return subtle.ConstantTimeCompare(sum, p.sum) == 1
 }
 
+// Kind is what makes two hashes cost the same to check: the format and
+// its cost, "$2a$10$" or "$7$101$" (up to the third "$"), or "$6$".
+func Kind(hash string) string {
+	if strings.HasPrefix(hash, "$6$") {
+		return "$6$"
+	}
+	n := 0
+	for i := range len(hash) {
+		if hash[i] == '$' {
+			if n++; n == 3 {
+				return hash[:i+1]
+			}
+		}
+	}
+	return hash
+}
+
 // Decoy returns a hash of the same format and cost as hash that no password
 // matches, for checking the password of an unknown user in the time a known
 // one takes (so that the time does not tell which users exist).

@@ -159,6 +159,22 @@ func TestReadFileNotAFile(t *testing.T) {
 	}
 }
 
+func TestKind(t *testing.T) {
+	entries, err := ReadFile("testdata/mosquitto.pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"alice": "$7$101$", "carol": "$7$101$", "bob": "$6$", "dave": "$2a$04$"}
+	for _, e := range entries {
+		if k := Kind(e.Hash); k != want[e.Username] {
+			t.Errorf("Kind(%s's hash) = %q, want %q", e.Username, k, want[e.Username])
+		}
+		if k := Kind(Decoy(e.Hash)); k != want[e.Username] {
+			t.Errorf("the decoy for %s is of kind %q, want %q", e.Username, k, want[e.Username])
+		}
+	}
+}
+
 func TestCheckAndVerifyMalformed(t *testing.T) {
 	for _, h := range []string{"", "secret", "$", "$7$", "$7$101$$", "$6$$", "$2a$"} {
 		if Check(h) == nil {
