@@ -73,14 +73,18 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 	}
 
 	username := cp.Username
+	// certUser: the user name comes from a verified client certificate,
+	// which authenticates it (as Mosquitto's use_identity_as_username: no
+	// password is checked).
+	certUser := false
 	tlsi := tlsInfo(c.conn)
 	if tlsi != nil && tlsi.Verified {
 		switch c.ln.opts.UsernameFrom {
 		case "cn":
-			username = tlsi.CN
+			username, certUser = tlsi.CN, tlsi.CN != ""
 		case "san":
 			if len(tlsi.SANs) > 0 {
-				username = tlsi.SANs[0]
+				username, certUser = tlsi.SANs[0], tlsi.SANs[0] != ""
 			}
 		}
 	}
@@ -94,7 +98,7 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 		KeepAlive:  cp.KeepAlive,
 		TLS:        tlsi,
 	}
-	if err := c.authenticate(cp, username); err != nil {
+	if err := c.authenticate(cp, username, certUser); err != nil {
 		return err
 	}
 
@@ -235,10 +239,11 @@ func (c *client) connectRequest(cp *packet.Connect) *event.ConnectRequest {
 }
 
 // authenticate applies the connect gate, then the listener's default: a user
-// from the static table with the right password, or anonymous access where
-// the listener allows it. A CONNECT with an MQTT 5 authentication method is
-// the auth gate's alone (see enhauth.go).
-func (c *client) authenticate(cp *packet.Connect, username string) error {
+// name from a verified client certificate (certUser), a user from the
+// static table with the right password, or anonymous access where the
+// listener allows it. A CONNECT with an MQTT 5 authentication method is the
+// auth gate's alone (see enhauth.go).
+func (c *client) authenticate(cp *packet.Connect, username string, certUser bool) error {
 	s := c.srv
 	if cp.Props.AuthMethod != "" {
 		return c.authenticateEnhanced(cp, c.connectRequest(cp))
@@ -262,6 +267,9 @@ func (c *client) authenticate(cp *packet.Connect, username string) error {
 			c.log.Info("connection refused", "reason", why, "code", code)
 			return c.refuse(code, why)
 		}
+	}
+	if certUser {
+		return nil
 	}
 	hasUser := cp.UsernameFlag || username != ""
 	if hasUser {

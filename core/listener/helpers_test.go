@@ -226,8 +226,10 @@ type broker struct {
 	addr string // host:port
 }
 
-// startBroker opens lc on 127.0.0.1:0 and serves it with a real broker.
-func startBroker(t testing.TB, lc conf.Listener) *broker {
+// startBroker opens lc on 127.0.0.1:0 and serves it with a real broker,
+// anonymous clients allowed and a recording connect gate, unless setup
+// changes them.
+func startBroker(t testing.TB, lc conf.Listener, setup ...func(*core.Server, *core.ListenerOptions)) *broker {
 	t.Helper()
 	if lc.Address == "" {
 		lc.Address = "127.0.0.1:0"
@@ -249,7 +251,11 @@ func startBroker(t testing.TB, lc conf.Listener) *broker {
 	srv := core.New(core.Options{SysInterval: -1}, log)
 	g := &connectGate{}
 	srv.SetGates(g, nil, nil)
-	if err := srv.Serve(ln, core.ListenerOptions{Name: ln.Name(), AllowAnonymous: true, UsernameFrom: lc.UsernameFrom}); err != nil {
+	lo := core.ListenerOptions{Name: ln.Name(), AllowAnonymous: true, UsernameFrom: lc.UsernameFrom}
+	for _, f := range setup {
+		f(srv, &lo)
+	}
+	if err := srv.Serve(ln, lo); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

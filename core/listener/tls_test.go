@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/tidemq/tide/conf"
+	"github.com/tidemq/tide/core"
 	"github.com/tidemq/tide/core/listener"
 )
 
@@ -88,6 +92,55 @@ func TestTLSMinVersion(t *testing.T) {
 		t.Errorf("version = %x, want TLS 1.3", got)
 	}
 	conn.Close()
+}
+
+// A user name from a verified client certificate is the client's identity
+// (Mosquitto's use_identity_as_username): on a listener without anonymous
+// access and with built-in users, the certificate is enough, no password is
+// asked; a client without a certificate (where it is optional) still needs
+// a user and its password.
+func TestCertificateUserWithoutAnonymous(t *testing.T) {
+	p := newPKI(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("b0b"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, conf.Listener{Type: "tls", CertFile: p.certFile, KeyFile: p.keyFile,
+		CAFile: p.caPEM, UsernameFrom: "cn"}, func(s *core.Server, lo *core.ListenerOptions) {
+		s.SetGates(nil, nil, nil)
+		s.SetUsers(core.NewStaticUsers(map[string]string{"bob": string(hash)}))
+		lo.AllowAnonymous = false
+	})
+	alice := p.ca.issue(t, leafOpts{cn: "alice"})
+	c := mustDialV3(t, "ssl://"+b.addr, "cert-alice", clientTLS(p.ca.pool(), alice.tls))
+	c.roundTrip(t, "cert/alice", "no password")
+	if info, ok := b.srv.Client("cert-alice"); !ok || info.Username != "alice" {
+		t.Errorf("Client(cert-alice) = %+v, %v; want username alice", info, ok)
+	}
+
+	dial := func(id, user, pass string) error {
+		o := mqtt3.NewClientOptions().AddBroker("ssl://" + b.addr).SetClientID(id).
+			SetTLSConfig(clientTLS(p.ca.pool())).SetUsername(user).SetPassword(pass).
+			SetAutoReconnect(false).SetConnectRetry(false)
+		cl := mqtt3.NewClient(o)
+		tok := cl.Connect()
+		if !tok.WaitTimeout(5 * time.Second) {
+			return errors.New("connect timed out")
+		}
+		if tok.Error() == nil {
+			cl.Disconnect(0)
+		}
+		return tok.Error()
+	}
+	if err := dial("pw-bob", "bob", "b0b"); err != nil {
+		t.Errorf("bob with his password, no certificate: %v", err)
+	}
+	if err := dial("pw-bob-bad", "bob", "nope"); err == nil {
+		t.Errorf("bob with a wrong password, no certificate: connected")
+	}
+	if err := dial("anon", "", ""); err == nil {
+		t.Errorf("anonymous without a certificate: connected")
+	}
 }
 
 func TestMutualTLS(t *testing.T) {
