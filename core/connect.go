@@ -136,7 +136,7 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 
 	// The will message, built now so its properties are validated once.
 	if w := cp.Will; w != nil {
-		m := &Message{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, ClientID: c.id, Username: username}
+		m := &Message{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, ClientID: c.id, Username: username, from: c.info}
 		if v == packet.V5 {
 			m.Props = messageProps(&w.Props)
 			if w.Props.MessageExpiry != nil {
@@ -529,12 +529,25 @@ func (s *Server) expireSession(sess *session) {
 	}
 }
 
-// publishWill routes a will message as if its client had published it.
+// publishWill routes a will message as if its client had published it: it
+// passes what the client's own messages pass (no $ topic, the publish
+// gate), so that a will cannot reach where its client may not publish.
 func (s *Server) publishWill(w *Message) {
 	m := *w
 	m.Received = time.Now()
 	if w.ttl > 0 {
 		m.Expiry = m.Received.Add(w.ttl)
+	}
+	info := w.from
+	if info == nil { // a will restored from the store
+		info = &event.Client{ID: w.ClientID, Username: w.Username}
+	}
+	// Not cancelled by Shutdown, which publishes the wills of the clients
+	// it disconnects; the gate keeps its own deadline.
+	log := s.log.With("client", w.ClientID, "will", true)
+	if ok, _, why := s.admitPublish(context.WithoutCancel(s.ctx), info, &m, log); !ok {
+		log.Info("will not published", "topic", w.Topic, "reason", why)
+		return
 	}
 	s.publish(&m, nil)
 }

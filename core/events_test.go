@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +124,48 @@ func TestEventsEmitted(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("no %v event", k)
 		}
+	}
+}
+
+// A will is published as if its client had published it: through the
+// publish gate (denied, dropped or rewritten like the client's own
+// messages, with the client's attributes) and never to a $ topic, so that
+// a will cannot reach where its client may not publish.
+func TestWillsPassThePublishGate(t *testing.T) {
+	s := core.New(core.Options{SysInterval: -1}, testLogger(t))
+	g := gates{}
+	s.SetGates(g, g, g)
+	addr, err := s.ListenTCP("127.0.0.1:0", core.ListenerOptions{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
+	watch := rawConnected(t, addr.String(), packet.V5, uid("watch"))
+	subscribeRaw(t, watch, "deny/#", 0)
+	subscribeRaw(t, watch, "drop/#", 0)
+	subscribeRaw(t, watch, "new/#", 0)
+	subscribeRaw(t, watch, "ok/#", 0)
+
+	dieWith := func(id, topic string, retain bool) {
+		t.Helper()
+		c := dialRaw(t, addr.String(), packet.V5)
+		c.connect(&packet.Connect{ClientID: id, CleanStart: true, Will: &packet.Will{Topic: topic, Payload: []byte("bye"), Retain: retain}})
+		c.conn.Close()
+	}
+	for i, topic := range []string{"deny/w", "drop/w", "$SYS/broker/version"} {
+		before := s.Stats().Denied
+		dieWith(fmt.Sprintf("dev-%d", i), topic, true)
+		eventually(t, "the will to "+topic+" to be refused", func() bool { return s.Stats().Denied > before })
+	}
+	if m, ok := s.Retained("$SYS/broker/version"); ok && string(m.Payload) == "bye" {
+		t.Errorf("a will overwrote $SYS/broker/version")
+	}
+	dieWith("dev-rw", "legacy/w", false)
+	if m := expect[*packet.Publish](watch); m.Topic != "new/w/kitchen" || string(m.Payload) != "rewritten:bye" {
+		t.Errorf("rewritten will: %s %q, want new/w/kitchen \"rewritten:bye\"", m.Topic, m.Payload)
+	}
+	dieWith("dev-ok", "ok/w", false)
+	if m := expect[*packet.Publish](watch); m.Topic != "ok/w" {
+		t.Errorf("got %s, want the will to ok/w (and nothing to deny/, drop/ or $SYS)", m.Topic)
 	}
 }

@@ -28,6 +28,9 @@ type Message struct {
 	Props *packet.Properties
 	// ttl is a will's message expiry interval, applied when it is published.
 	ttl time.Duration
+	// from is a will's client, for the publish gate when it is published
+	// (nil for a will restored from the store).
+	from *event.Client
 }
 
 // expired reports whether the message's expiry has passed at now.

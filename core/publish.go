@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -99,43 +100,9 @@ func (c *client) handlePublish(p *packet.Publish) error {
 		}
 	}
 
-	// Clients may not publish to $ topics (reserved for the broker).
-	if strings.HasPrefix(name, "$") {
-		s.stats.Denied.Add(1)
-		c.log.Info("publish denied: topics starting with $ are reserved", "topic", name)
-		c.ackPublish(p, packet.NotAuthorized, "topics starting with $ are reserved for the broker")
+	if ok, code, why := s.admitPublish(s.ctx, c.info, m, c.log); !ok {
+		c.ackPublish(p, code, why)
 		return nil
-	}
-	if g := s.gates.Load().publish; g != nil {
-		em := m.eventMessage()
-		ctx, cancel := context.WithCancel(s.ctx)
-		d := g.OnPublish(ctx, c.info, em)
-		cancel()
-		switch d.Verdict {
-		case event.Deny:
-			s.stats.Denied.Add(1)
-			why := d.Reason
-			if why == "" {
-				why = "not authorized"
-			}
-			c.log.Debug("publish denied", "topic", name, "reason", why)
-			c.ackPublish(p, packet.NotAuthorized, why)
-			return nil
-		case event.Drop:
-			s.stats.Denied.Add(1)
-			c.ackPublish(p, packet.Success, "")
-			return nil
-		case event.Allow:
-			if d.Message != nil {
-				m.applyEventMessage(d.Message)
-				if err := topic.ValidName(m.Topic); err != nil || strings.HasPrefix(m.Topic, "$") || m.QoS > 2 {
-					s.stats.Denied.Add(1)
-					c.log.Warn("publish rewritten to an invalid message: not routed", "topic", m.Topic, "qos", m.QoS)
-					c.ackPublish(p, packet.ImplementationSpecificError, "rewritten to an invalid topic")
-					return nil
-				}
-			}
-		}
 	}
 	n, ops := s.publishOps(m, c)
 	if bp := s.backpressure; bp != nil && p.QoS > 0 && bp.Saturated(m.Topic) {
@@ -151,6 +118,49 @@ func (c *client) handlePublish(p *packet.Publish) error {
 	}
 	c.ackPublishDurable(p, code, "", ops)
 	return nil
+}
+
+// admitPublish applies what a client's message must pass before it is
+// routed, whether the client publishes it or it is the client's will: no
+// topic starting with $ (reserved for the broker), and the publish gate,
+// which may rewrite m. A refusal is counted and logged; code and why are
+// for the acknowledgement (Success for a gate's silent drop).
+func (s *Server) admitPublish(ctx context.Context, info *event.Client, m *Message, log *slog.Logger) (ok bool, code packet.ReasonCode, why string) {
+	if strings.HasPrefix(m.Topic, "$") {
+		s.stats.Denied.Add(1)
+		log.Info("publish denied: topics starting with $ are reserved", "topic", m.Topic)
+		return false, packet.NotAuthorized, "topics starting with $ are reserved for the broker"
+	}
+	g := s.gates.Load().publish
+	if g == nil {
+		return true, packet.Success, ""
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	d := g.OnPublish(ctx, info, m.eventMessage())
+	cancel()
+	switch d.Verdict {
+	case event.Deny:
+		s.stats.Denied.Add(1)
+		why := d.Reason
+		if why == "" {
+			why = "not authorized"
+		}
+		log.Debug("publish denied", "topic", m.Topic, "reason", why)
+		return false, packet.NotAuthorized, why
+	case event.Drop:
+		s.stats.Denied.Add(1)
+		return false, packet.Success, ""
+	case event.Allow:
+		if d.Message != nil {
+			m.applyEventMessage(d.Message)
+			if err := topic.ValidName(m.Topic); err != nil || strings.HasPrefix(m.Topic, "$") || m.QoS > 2 {
+				s.stats.Denied.Add(1)
+				log.Warn("publish rewritten to an invalid message: not routed", "topic", m.Topic, "qos", m.QoS)
+				return false, packet.ImplementationSpecificError, "rewritten to an invalid topic"
+			}
+		}
+	}
+	return true, packet.Success, ""
 }
 
 // ackPublish sends PUBACK or PUBREC for p. MQTT 3 clients cannot be told of

@@ -266,6 +266,23 @@ func TestACLClientIDScript(t *testing.T) {
 	if _, rc := connectV5(t, b.addr, "dev1/sub", "", ""); rc != 0x87 {
 		t.Errorf("client id with a slash: CONNACK 0x%02x, want 0x87", rc)
 	}
+
+	// A will follows the same rule: dev2's will into dev1's subtree is not
+	// published (it would otherwise be a way around the ACL).
+	before := b.srv.Stats().Denied
+	w, _, err := dialV5(t, b.addr, &paho.Connect{ClientID: "dev2", CleanStart: true,
+		WillMessage: &paho.WillMessage{Topic: "devices/dev1/cmd", Payload: []byte("forged")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Disconnect(&paho.Disconnect{ReasonCode: 0x04}) // with will
+	eventually(t, "dev2's will to be refused", func() bool { return b.srv.Stats().Denied > before })
+	if rc := c.publish(t, &paho.Publish{Topic: "devices/dev1/temp", QoS: 1, Payload: []byte("22")}); rc != 0 {
+		t.Errorf("own topic: PUBACK 0x%02x, want 0", rc)
+	}
+	if m := c.recv(t); string(m.Payload) != "22" {
+		t.Errorf("received %s %q, want devices/dev1/temp \"22\" (not dev2's will)", m.Topic, m.Payload)
+	}
 }
 
 func TestTransformScript(t *testing.T) {
