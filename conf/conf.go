@@ -127,7 +127,10 @@ type Auth struct {
 	// PasswordFile is a password file in mosquitto_passwd's format
 	// ("user:hash" lines; see core/passwd), read at start and on reload.
 	PasswordFile string `toml:"password_file,omitempty"`
-	Users        []User `toml:"user"`
+	// ACLFile is an ACL file in Mosquitto's format (acl_file; see
+	// core/acl), read at start and on reload.
+	ACLFile string `toml:"acl_file,omitempty"`
+	Users   []User `toml:"user"`
 }
 
 // User is one [[auth.user]].

@@ -247,6 +247,15 @@ func TestDefaultFileExamples(t *testing.T) {
 		t.Fatal("tide.toml lacks the password_file example")
 	}
 	src = strings.Replace(src, `password_file = "users.pw"`, `password_file = "`+pw+`"`, 1)
+	// And the example ACL file.
+	aclPath := filepath.Join(t.TempDir(), "tide.acl")
+	if err := os.WriteFile(aclPath, []byte("topic read public/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(src, `acl_file = "tide.acl"`) {
+		t.Fatal("tide.toml lacks the acl_file example")
+	}
+	src = strings.Replace(src, `acl_file = "tide.acl"`, `acl_file = "`+aclPath+`"`, 1)
 	c, err := parse("tide.toml", []byte(src), true)
 	if err != nil {
 		t.Fatalf("tide.toml with its examples:\n%v\n%s", err, src)
@@ -700,5 +709,27 @@ func TestPasswordFile(t *testing.T) {
 				t.Errorf("errors:\n%s\nwant:\n%s", got, tt.want)
 			}
 		})
+	}
+}
+
+// [auth] acl_file is parsed while validating: its problems come with the
+// config's line and key and the ACL file's own line.
+func TestACLFileConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.acl")
+	bad := filepath.Join(dir, "bad.acl")
+	if err := os.WriteFile(good, []byte("user alice\ntopic readwrite alice/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("user alice\ntopic rw alice/#/x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("t.toml", []byte("[auth]\nacl_file = \""+good+"\"\n"))
+	if err != nil || cfg.Auth.ACLFile != good {
+		t.Fatalf("acl_file: %v %q", err, cfg.Auth.ACLFile)
+	}
+	want := `t.toml:2: auth.acl_file: ` + bad + `:2: unknown access "rw": want read, write, readwrite or deny`
+	if got := errString(t, "[auth]\nacl_file = \""+bad+"\""); !strings.HasPrefix(got, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s…", got, want)
 	}
 }

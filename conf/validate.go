@@ -14,6 +14,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/tidemq/tide/core/acl"
 	"github.com/tidemq/tide/core/passwd"
 )
 
@@ -327,6 +328,12 @@ func (c *Config) validateAuth(ck *checker) {
 			if err := passwd.Check(u.PasswordHash); err != nil {
 				ck.add(key+".password_hash", "%v", err)
 			}
+		}
+	}
+	if c.Auth.ACLFile != "" {
+		_, err := acl.ParseFile(c.Auth.ACLFile)
+		for _, e := range multiErrors(err) {
+			ck.add("auth.acl_file", "%v", e)
 		}
 	}
 	if c.Auth.PasswordFile == "" {

@@ -150,6 +150,8 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 	}
 
 	sess, present := s.attach(c, capped, func(sess *session, present bool) {
+		sess.username = c.info.Username
+		sess.acl.Store(s.rulesFor(c.id, c.info.Username))
 		ack := &packet.Connack{SessionPresent: present}
 		if v == packet.V5 {
 			ack.Props = s.connackProps()
@@ -545,7 +547,9 @@ func (s *Server) publishWill(w *Message) {
 	// Not cancelled by Shutdown, which publishes the wills of the clients
 	// it disconnects; the gate keeps its own deadline.
 	log := s.log.With("client", w.ClientID, "will", true)
-	if ok, _, why := s.admitPublish(context.WithoutCancel(s.ctx), info, &m, log); !ok {
+	// The ACL as it is now (Mosquitto checks a will when it sends it).
+	rules := s.rulesFor(w.ClientID, w.Username)
+	if ok, _, why := s.admitPublish(context.WithoutCancel(s.ctx), info, rules, &m, log); !ok {
 		log.Info("will not published", "topic", w.Topic, "reason", why)
 		return
 	}

@@ -65,7 +65,7 @@ func (ss *session) saveSession(will *Message, delay uint32) {
 		ss.deleteRecord()
 		return
 	}
-	rec := &persist.Session{ID: ss.id, Expiry: ss.expiry, Disconnected: ss.disconnected, WillDelay: delay}
+	rec := &persist.Session{ID: ss.id, Expiry: ss.expiry, Disconnected: ss.disconnected, WillDelay: delay, Username: ss.username}
 	if will != nil {
 		rec.Will = toPersist(will)
 	}
@@ -197,6 +197,8 @@ func (s *Server) Restore(j *persist.Journal) error {
 		ss := newSession(s, rec.ID)
 		ss.expiry = rec.Expiry
 		ss.stored = true
+		ss.username = rec.Username
+		ss.acl.Store(s.rulesFor(rec.ID, rec.Username))
 		ss.disconnected = disc
 		for _, sub := range st.Subs[rec.ID] {
 			ts := topic.Subscription{ClientID: rec.ID, Filter: sub.Filter, Group: sub.Group, QoS: sub.QoS, NoLocal: sub.NoLocal,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tidemq/tide/core/acl"
 	"log/slog"
 	"strings"
 	"time"
@@ -100,7 +101,7 @@ func (c *client) handlePublish(p *packet.Publish) error {
 		}
 	}
 
-	if ok, code, why := s.admitPublish(s.ctx, c.info, m, c.log); !ok {
+	if ok, code, why := s.admitPublish(s.ctx, c.info, c.sess.acl.Load(), m, c.log); !ok {
 		c.ackPublish(p, code, why)
 		return nil
 	}
@@ -125,11 +126,16 @@ func (c *client) handlePublish(p *packet.Publish) error {
 // topic starting with $ (reserved for the broker), and the publish gate,
 // which may rewrite m. A refusal is counted and logged; code and why are
 // for the acknowledgement (Success for a gate's silent drop).
-func (s *Server) admitPublish(ctx context.Context, info *event.Client, m *Message, log *slog.Logger) (ok bool, code packet.ReasonCode, why string) {
+func (s *Server) admitPublish(ctx context.Context, info *event.Client, rules *acl.Rules, m *Message, log *slog.Logger) (ok bool, code packet.ReasonCode, why string) {
 	if strings.HasPrefix(m.Topic, "$") {
 		s.stats.Denied.Add(1)
 		log.Info("publish denied: topics starting with $ are reserved", "topic", m.Topic)
 		return false, packet.NotAuthorized, "topics starting with $ are reserved for the broker"
+	}
+	if rules != nil && !rules.Allowed(m.Topic, true) {
+		s.stats.Denied.Add(1)
+		log.Debug("publish denied by the ACL file", "topic", m.Topic)
+		return false, packet.NotAuthorized, "not allowed by the ACL"
 	}
 	g := s.gates.Load().publish
 	if g == nil {
@@ -383,11 +389,14 @@ func (r *router) route(s *Server, m *Message, from *client) int {
 				return false
 			}
 			v, ok := s.sessions.Load(sub.ClientID)
-			return ok && v.(*session).online.Load()
+			return ok && v.(*session).online.Load() && v.(*session).mayRead(m.Topic)
 		})
 		if sub == nil {
 			// Nobody online: queue for an offline member rather than lose it.
-			sub = g.Pick(func(*topic.Subscription) bool { return true })
+			sub = g.Pick(func(sub *topic.Subscription) bool {
+				v, ok := s.sessions.Load(sub.ClientID)
+				return !ok || v.(*session).mayRead(m.Topic)
+			})
 		}
 		if sub == nil {
 			continue
@@ -409,6 +418,9 @@ func (r *router) deliverTo(s *Server, t *target) bool {
 		return false
 	}
 	m := r.msg
+	if !v.(*session).mayRead(m.Topic) { // the ACL file decides message by message
+		return false
+	}
 	d := delivery{msg: m, qos: min(m.QoS, t.qos), subIDs: t.subIDs}
 	// Forwarded messages carry retain=0 unless retain-as-published
 	// [MQTT-3.3.1-9] [MQTT-3.3.1-12] [MQTT-3.3.1-13].

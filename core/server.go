@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tidemq/tide/core/acl"
 	"log/slog"
 	"net"
 	"sync"
@@ -29,6 +30,7 @@ type Server struct {
 
 	gates       atomic.Pointer[gateSet]
 	authDefault atomic.Pointer[StaticUsers]
+	aclFile     atomic.Pointer[acl.File]
 
 	subs     *topic.Trie
 	retained *topic.Retained[*Message]

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"github.com/tidemq/tide/core/acl"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,10 @@ type session struct {
 	ended bool
 	// online mirrors conn != nil for lock-free reads (share-group picks).
 	online atomic.Bool
+	// username is the last connection's user name (under mu); acl its
+	// rules from the ACL file, nil without one (see acl.go).
+	username string
+	acl      atomic.Pointer[acl.Rules]
 	// room is closed when the queue gets room (see waitRoom); slow marks a
 	// client that made a publisher wait in vain.
 	room chan struct{}

@@ -127,6 +127,9 @@ func (c *client) sendRetained(rq retainedReq) {
 			expired = append(expired, name)
 			return true
 		}
+		if !c.sess.mayRead(name) {
+			return true
+		}
 		c.sess.deliverRetained(delivery{msg: m, qos: min(m.QoS, rq.qos), retain: true, subIDs: subIDs})
 		return true
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidemq/tide/conf"
 	"github.com/tidemq/tide/core"
+	"github.com/tidemq/tide/core/acl"
 	"github.com/tidemq/tide/core/admin"
 	"github.com/tidemq/tide/core/listener"
 	"github.com/tidemq/tide/core/passwd"
@@ -84,6 +85,11 @@ func start(cfgPath string, cfg *conf.Config, log *slog.Logger) (a *app, err erro
 		return a, err
 	}
 	a.srv.SetUsers(users)
+	rules, err := aclFile(cfg.Auth)
+	if err != nil {
+		return a, err
+	}
+	a.srv.SetACL(rules)
 
 	if p := cfg.Persistence; p.Enabled {
 		be, err := persist.OpenBolt(p.Dir)
@@ -210,6 +216,14 @@ func builtinUsers(c conf.Auth) (*core.StaticUsers, error) {
 	return core.NewStaticUsers(users), nil
 }
 
+// aclFile is the [auth] acl_file, or nil when there is none.
+func aclFile(c conf.Auth) (*acl.File, error) {
+	if c.ACLFile == "" {
+		return nil, nil
+	}
+	return acl.ParseFile(c.ACLFile)
+}
+
 // reload is SIGHUP and POST /api/reload: the config file is read again;
 // plugins, jobs and aggregates are reloaded from it (a script that fails to
 // compile keeps the old version running), and TLS certificates are read
@@ -229,6 +243,11 @@ func (a *app) reload() error {
 		errs = append(errs, fmt.Errorf("users: %w", err))
 	} else {
 		a.srv.SetUsers(users)
+	}
+	if rules, err := aclFile(cfg.Auth); err != nil {
+		errs = append(errs, fmt.Errorf("acl_file: %w", err))
+	} else {
+		a.srv.SetACL(rules)
 	}
 	if err := a.plugins.Reload(cfg.Plugins); err != nil {
 		errs = append(errs, fmt.Errorf("plugins: %w", err))

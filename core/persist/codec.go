@@ -195,6 +195,7 @@ func encodeSession(s *Session) []byte {
 	e.time(s.Disconnected)
 	e.message(s.Will)
 	e.u(uint64(s.WillDelay))
+	e.s(s.Username)
 	return e.b
 }
 
@@ -204,6 +205,9 @@ func decodeSession(b []byte) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{ID: d.s(), Expiry: uint32(d.u()), Disconnected: d.time(), Will: d.message(), WillDelay: uint32(d.u())}
+	if len(d.b) > 0 { // absent from records written before it was added
+		s.Username = d.s()
+	}
 	return s, d.finish()
 }
 

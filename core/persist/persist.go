@@ -41,6 +41,9 @@ type Session struct {
 	// or cancelled; WillDelay is its delay in seconds.
 	Will      *Message
 	WillDelay uint32
+	// Username is the user name of the last connection (for the ACL of
+	// the messages queued while offline).
+	Username string
 }
 
 // Subscription is a stored subscription of a session.

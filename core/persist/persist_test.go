@@ -31,9 +31,16 @@ func TestCodecRoundTrip(t *testing.T) {
 	if got, err := decodeMessage(encodeMessage(plain)); err != nil || got.Props != nil || got.Topic != "t" {
 		t.Fatalf("plain message: %+v %v", got, err)
 	}
-	s := &Session{ID: "s", Expiry: 0xFFFFFFFF, Disconnected: time.Unix(5, 0), Will: m, WillDelay: 30}
+	s := &Session{ID: "s", Expiry: 0xFFFFFFFF, Disconnected: time.Unix(5, 0), Will: m, WillDelay: 30, Username: "alice"}
 	if got, err := decodeSession(encodeSession(s)); err != nil || !reflect.DeepEqual(got, s) {
 		t.Fatalf("session: %+v %v", got, err)
+	}
+	// A record written before Username was added ends after WillDelay.
+	old := *s
+	old.Username = ""
+	rec := encodeSession(&old)
+	if got, err := decodeSession(rec[:len(rec)-1]); err != nil || !reflect.DeepEqual(got, &old) {
+		t.Fatalf("session record without a user name: %+v %v", got, err)
 	}
 	sub := &Subscription{Raw: "$share/g/a/+", Filter: "a/+", Group: "g", QoS: 1, NoLocal: true, RetainAsPublished: true, RetainHandling: 2, ID: 77}
 	if got, err := decodeSub(encodeSub(sub)); err != nil || !reflect.DeepEqual(got, sub) {
