@@ -103,7 +103,11 @@ func aclMatrix(t *testing.T, addr string) map[string][]string {
 	}
 	connect := func(u string, handler mqtt3.MessageHandler) mqtt3.Client {
 		t.Helper()
-		o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("dev-" + u).
+		id := "dev-" + u
+		if handler == nil {
+			id = "retainer"
+		}
+		o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
 			SetAutoReconnect(false).SetConnectRetry(false).SetProtocolVersion(4).SetDefaultPublishHandler(handler)
 		if u != "" {
 			o.SetUsername(u).SetPassword("pw-" + u)
@@ -114,6 +118,14 @@ func aclMatrix(t *testing.T, addr string) map[string][]string {
 		}
 		t.Cleanup(func() { c.Disconnect(0) })
 		return c
+	}
+	// Retained messages first, set by admin: what each subscriber gets of
+	// them on subscribing is read through the file too.
+	r := connect("admin", nil)
+	for _, topic := range topics {
+		if tok := r.Publish(topic, 1, true, "retained>"+topic); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("retain %s: %v", topic, tok.Error())
+		}
 	}
 	var mu sync.Mutex
 	got := map[string][]string{}
