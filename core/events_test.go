@@ -132,15 +132,10 @@ func TestEventsEmitted(t *testing.T) {
 // messages, with the client's attributes) and never to a $ topic, so that
 // a will cannot reach where its client may not publish.
 func TestWillsPassThePublishGate(t *testing.T) {
-	s := core.New(core.Options{SysInterval: -1}, testLogger(t))
+	s, addr := startServer(t, core.Options{})
 	g := gates{}
 	s.SetGates(g, g, g)
-	addr, err := s.ListenTCP("127.0.0.1:0", core.ListenerOptions{AllowAnonymous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
-	watch := rawConnected(t, addr.String(), packet.V5, uid("watch"))
+	watch := rawConnected(t, addr, packet.V5, uid("watch"))
 	subscribeRaw(t, watch, "deny/#", 0)
 	subscribeRaw(t, watch, "drop/#", 0)
 	subscribeRaw(t, watch, "new/#", 0)
@@ -148,7 +143,7 @@ func TestWillsPassThePublishGate(t *testing.T) {
 
 	dieWith := func(id, topic string, retain bool) {
 		t.Helper()
-		c := dialRaw(t, addr.String(), packet.V5)
+		c := dialRaw(t, addr, packet.V5)
 		c.connect(&packet.Connect{ClientID: id, CleanStart: true, Will: &packet.Will{Topic: topic, Payload: []byte("bye"), Retain: retain}})
 		c.conn.Close()
 	}

@@ -21,10 +21,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
+	"github.com/tidemq/tide/core/textfile"
 	"github.com/tidemq/tide/core/topic"
 )
 
@@ -53,32 +52,16 @@ type File struct {
 }
 
 // LineError is a problem on one line of an ACL file.
-type LineError struct {
-	File string
-	Line int
-	Msg  string
-}
+type LineError = textfile.LineError
 
-// Error renders e as "file:line: msg".
-func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
-
-// maxFileSize bounds an ACL file, so that a path such as /dev/zero is an
-// error, not a hang.
+// maxFileSize bounds an ACL file.
 const maxFileSize = 64 << 20
 
 // ParseFile reads and parses an ACL file.
 func ParseFile(path string) (*File, error) {
-	f, err := os.Open(path)
+	data, err := textfile.Read(path, maxFileSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d MiB", path, maxFileSize>>20)
 	}
 	return Parse(path, data)
 }

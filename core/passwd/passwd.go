@@ -18,12 +18,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tidemq/tide/core/textfile"
 )
 
 // maxIterations and maxBcryptCost bound the work one CONNECT can cost
@@ -34,9 +34,8 @@ const (
 	maxBcryptCost = 16
 )
 
-// maxFileSize bounds a password file (a million users take about 150 MB);
-// a variable for the test.
-var maxFileSize int64 = 256 << 20
+// maxFileSize bounds a password file (a million users take about 150 MB).
+const maxFileSize = 256 << 20
 
 // parsed is a hash taken apart.
 type parsed struct {
@@ -172,32 +171,16 @@ type Entry struct {
 }
 
 // LineError is a problem on one line of a password file.
-type LineError struct {
-	File string
-	Line int
-	Msg  string
-}
-
-// Error renders e as "file:line: msg".
-func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+type LineError = textfile.LineError
 
 // ReadFile reads a password file in mosquitto_passwd's format, one
 // "username:hash" a line; blank lines and lines starting with # are
 // skipped. It returns every user, and every problem (a *LineError each, or
 // the file's read error) joined.
 func ReadFile(path string) ([]Entry, error) {
-	f, err := os.Open(path)
+	data, err := textfile.Read(path, maxFileSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	// Bounded, so that a path such as /dev/zero is an error, not a hang.
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > maxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d MiB", path, maxFileSize>>20)
 	}
 	var (
 		entries []Entry
