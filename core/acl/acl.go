@@ -208,8 +208,9 @@ func (r *Rules) Allowed(name string, write bool) bool {
 // matching grant of want allows; decided is false when neither matched.
 func decide(rs []rule, name string, want Access) (ok, decided bool) {
 	for _, rl := range rs {
-		// A $ topic is only matched by a filter that starts with $.
-		if name != "" && name[0] == '$' && rl.filter[0] != '$' {
+		// A $ topic is only matched by a filter that starts with $. (A
+		// pattern can come out empty: "%c" for an empty client id.)
+		if rl.filter == "" || name != "" && name[0] == '$' && rl.filter[0] != '$' {
 			continue
 		}
 		if !topic.Match(rl.filter, name) {
