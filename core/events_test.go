@@ -37,8 +37,10 @@ func (gates) OnSubscribe(_ context.Context, c *event.Client, s *event.Subscripti
 	return event.SubscribeDecision{}
 }
 
-func (gates) OnPublish(_ context.Context, c *event.Client, m *event.Message) event.PublishDecision {
+func (gates) OnPublish(ctx context.Context, c *event.Client, m *event.Message) event.PublishDecision {
 	switch {
+	case ctx.Err() != nil: // as a Lua plugin failing closed when its call is cancelled
+		return event.PublishDecision{Verdict: event.Deny, Reason: "cancelled"}
 	case strings.HasPrefix(m.Topic, "deny/"):
 		return event.PublishDecision{Verdict: event.Deny, Reason: "no"}
 	case strings.HasPrefix(m.Topic, "drop/"):
@@ -162,5 +164,34 @@ func TestWillsPassThePublishGate(t *testing.T) {
 	dieWith("dev-ok", "ok/w", false)
 	if m := expect[*packet.Publish](watch); m.Topic != "ok/w" {
 		t.Errorf("got %s, want the will to ok/w (and nothing to deny/, drop/ or $SYS)", m.Topic)
+	}
+}
+
+// Shutdown publishes the wills of the clients it disconnects through the
+// publish gate too, and its cancellation of the broker's context must not
+// cut those gate calls short (the test gate refuses a cancelled call, as a
+// Lua plugin failing closed does).
+func TestShutdownWillsPassThePublishGate(t *testing.T) {
+	s := core.New(core.Options{SysInterval: -1}, testLogger(t))
+	g := gates{}
+	s.SetGates(g, g, g)
+	addr, err := s.ListenTCP("127.0.0.1:0", core.ListenerOptions{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"legacy/s", "deny/s"} {
+		c := dialRaw(t, addr.String(), packet.V5)
+		c.connect(&packet.Connect{ClientID: "dev-" + w[:4], CleanStart: true, Will: &packet.Will{Topic: w, Payload: []byte("bye"), Retain: true}})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := s.Retained("new/s/kitchen"); !ok || string(m.Payload) != "rewritten:bye" {
+		t.Errorf("rewritten will at shutdown: %+v %v, want new/s/kitchen retained", m, ok)
+	}
+	if _, ok := s.Retained("deny/s"); ok {
+		t.Error("a denied will was published at shutdown")
 	}
 }
