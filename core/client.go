@@ -133,15 +133,38 @@ func (e errKick) Error() string { return e.reason }
 // sendDisconnect queues a DISCONNECT for MQTT 5 clients once connected
 // [MQTT-4.13.1-1] (before CONNACK, a CONNACK carries the error instead).
 func (c *client) sendDisconnect(code packet.ReasonCode, reason string) {
-	if !c.connected.Load() || c.version != packet.V5 || c.sentDisc.Swap(true) {
+	if c.sentDisc.Load() {
 		return
 	}
-	d := &packet.Disconnect{ReasonCode: code}
-	d.Props.ReasonString = reason
 	c.out.mu.Lock()
-	closed := c.out.closed
-	if !closed {
+	// Only after the CONNACK [MQTT-3.14.0-1] (connacked, under this lock,
+	// also makes c.version safe to read here), and only once.
+	ok := c.out.connacked && !c.out.closed && c.version == packet.V5 && !c.sentDisc.Swap(true)
+	if ok {
+		d := &packet.Disconnect{ReasonCode: code}
+		d.Props.ReasonString = reason
 		c.out.items = append(c.out.items, outItem{buf: d.Append(nil, packet.V5)})
+	}
+	c.out.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case c.out.signal <- struct{}{}:
+	default:
+	}
+}
+
+// sendConnack queues the CONNACK of an accepted connection and, in the same
+// step, lets a DISCONNECT follow it: a kick from another goroutine (an
+// administrator, a reload that revokes the user) sends its DISCONNECT after
+// the CONNACK, never before it, and does not miss it.
+func (c *client) sendConnack(ack *packet.Connack) {
+	it := outItem{buf: ack.Append(nil, c.version)}
+	c.out.mu.Lock()
+	if !c.out.closed {
+		c.out.items = append(c.out.items, it)
+		c.out.connacked = true
 	}
 	c.out.mu.Unlock()
 	select {

@@ -167,7 +167,7 @@ func (c *client) handleConnect(cp *packet.Connect) error {
 				a.connack = nil
 			}
 		}
-		c.sendControl(ack)
+		c.sendConnack(ack)
 		c.sess = sess
 		c.connectedAt = time.Now()
 		c.connected.Store(true) // publishes the fields above to other goroutines

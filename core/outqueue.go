@@ -54,6 +54,9 @@ type outQueue struct {
 	slow bool
 	// takes counts the writer's takes: progress, for waitRoom.
 	takes uint64
+	// connacked: the successful CONNACK is queued, so a DISCONNECT may
+	// follow it (see sendConnack).
+	connacked bool
 }
 
 func newOutQueue() *outQueue {
