@@ -172,15 +172,11 @@ func TestWillsPassThePublishGate(t *testing.T) {
 // cut those gate calls short (the test gate refuses a cancelled call, as a
 // Lua plugin failing closed does).
 func TestShutdownWillsPassThePublishGate(t *testing.T) {
-	s := core.New(core.Options{SysInterval: -1}, testLogger(t))
+	s, addr := startServer(t, core.Options{}) // its cleanup's second Shutdown is a no-op
 	g := gates{}
 	s.SetGates(g, g, g)
-	addr, err := s.ListenTCP("127.0.0.1:0", core.ListenerOptions{AllowAnonymous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, w := range []string{"legacy/s", "deny/s"} {
-		c := dialRaw(t, addr.String(), packet.V5)
+		c := dialRaw(t, addr, packet.V5)
 		c.connect(&packet.Connect{ClientID: "dev-" + w[:4], CleanStart: true, Will: &packet.Will{Topic: w, Payload: []byte("bye"), Retain: true}})
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
